@@ -1,0 +1,97 @@
+// Command chatgate runs a chatgate chat server. With no flags it is the
+// embedded single node: buntdb in ./data, listening on :8080.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chatgate/chatgate/node"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "chatgate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := node.Defaults()
+	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address HOST:PORT")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (buntdb file)")
+	fs.IntVar(&cfg.NodeID, "node-id", cfg.NodeID, "snowflake node id, 0..1023, unique per node")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients are told to use (default: the URL they used)")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "heartbeat interval clients are told to keep")
+	fs.DurationVar(&cfg.OfflineAfter, "offline-after", cfg.OfflineAfter, "a user is offline after this long without activity")
+	fs.StringVar(&cfg.PushWebhook, "push-webhook", "", "URL to POST push notifications to (default: log them)")
+	fs.StringVar(&cfg.PushSecret, "push-secret", "", "HMAC-SHA256 key that signs webhook pushes")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may take at shutdown")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chatgate [flags]\n\nEvery flag can also be set by an environment variable: -push-webhook is CHATGATE_PUSH_WEBHOOK.\nA flag on the command line wins over the variable.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return err
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if *format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	cfg.Logger = slog.New(h)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Start(cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stop()
+	cfg.Logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	cfg.Logger.Info("stopped cleanly")
+	return nil
+}
+
+// applyEnv sets each flag not given on the command line from
+// CHATGATE_<NAME>, with dashes as underscores.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		env := "CHATGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(env); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+		}
+	})
+	return err
+}

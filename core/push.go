@@ -1,0 +1,163 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Notification asks a push provider to alert a user whose devices are all
+// offline about a message.
+type Notification struct {
+	// ID is stable across retries of the same notification, so a receiver
+	// can drop duplicates (delivery is at least once).
+	ID      string
+	UserID  ID
+	Message json.RawMessage
+}
+
+// Notifier hands notifications to a push provider (APNs, FCM, a webhook).
+// A nil error means the provider accepted it; any error is retried with
+// backoff.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
+}
+
+// Push retry policy.
+const (
+	pushBatch       = 256
+	pushWorkers     = 8
+	pushBackoffMin  = 500 * time.Millisecond
+	pushBackoffMax  = 5 * time.Minute
+	pushMaxAge      = 24 * time.Hour // a notification older than this is dropped, with a log
+	pushIdleRecheck = 5 * time.Second
+)
+
+// pusher drains the durable push outbox into a Notifier.
+type pusher struct {
+	outbox   PushOutbox
+	notifier Notifier
+	log      *slog.Logger
+	wake     chan struct{}
+
+	mu    sync.Mutex
+	retry map[string]retryState
+}
+
+type retryState struct {
+	attempts int
+	next     time.Time
+}
+
+func newPusher(o PushOutbox, n Notifier, log *slog.Logger) *pusher {
+	return &pusher{outbox: o, notifier: n, log: log, wake: make(chan struct{}, 1), retry: map[string]retryState{}}
+}
+
+// poke tells the pusher that new entries may be waiting.
+func (p *pusher) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pusher) run(ctx context.Context) {
+	for {
+		wait := p.round(ctx)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-p.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// round sends what is due and returns how long to sleep before the next.
+func (p *pusher) round(ctx context.Context) time.Duration {
+	pending, err := p.outbox.PendingPushes(ctx, pushBatch)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Error("read push outbox", "err", err)
+		}
+		return pushIdleRecheck
+	}
+	now := time.Now()
+	wait := pushIdleRecheck
+	var due []Push
+	p.mu.Lock()
+	for _, e := range pending {
+		r := p.retry[e.Key]
+		if r.next.After(now) {
+			if d := r.next.Sub(now); d < wait {
+				wait = d
+			}
+			continue
+		}
+		due = append(due, e)
+	}
+	p.mu.Unlock()
+	if len(due) == 0 {
+		return wait
+	}
+	sem := make(chan struct{}, pushWorkers)
+	var wg sync.WaitGroup
+	for _, e := range due {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(e Push) {
+			defer func() { <-sem; wg.Done() }()
+			p.deliver(ctx, e)
+		}(e)
+	}
+	wg.Wait()
+	if len(pending) == pushBatch {
+		return 0 // more may be waiting
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.retry {
+		if d := time.Until(r.next); d < wait {
+			wait = max(d, 0)
+		}
+	}
+	return wait
+}
+
+func (p *pusher) deliver(ctx context.Context, e Push) {
+	var m struct {
+		ID        ID   `json:"id"`
+		CreatedAt Time `json:"created_at"`
+	}
+	_ = json.Unmarshal(e.Message, &m)
+	err := p.notifier.Notify(ctx, Notification{ID: m.ID.String() + "-" + e.UserID.String(), UserID: e.UserID, Message: e.Message})
+	if err != nil && ctx.Err() != nil {
+		return // shutting down: it stays in the outbox for the next start
+	}
+	if err != nil && time.Since(m.CreatedAt.Time) < pushMaxAge {
+		p.mu.Lock()
+		r := p.retry[e.Key]
+		r.attempts++
+		backoff := pushBackoffMin << min(r.attempts-1, 20)
+		r.next = time.Now().Add(min(backoff, pushBackoffMax))
+		p.retry[e.Key] = r
+		p.mu.Unlock()
+		p.log.Warn("push failed; will retry", "user", e.UserID, "message", m.ID, "attempt", r.attempts, "err", err)
+		return
+	}
+	if err != nil {
+		p.log.Error("push dropped after retrying for the maximum age", "user", e.UserID, "message", m.ID, "err", err)
+	}
+	if derr := p.outbox.DeletePush(ctx, e.Key); derr != nil {
+		p.log.Error("delete delivered push", "key", e.Key, "err", derr)
+		return
+	}
+	p.mu.Lock()
+	delete(p.retry, e.Key)
+	p.mu.Unlock()
+}

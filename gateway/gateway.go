@@ -1,0 +1,421 @@
+// Package gateway is chatgate's HTTP API (protocol v1) on echo: routing,
+// authentication, strict JSON decoding and the one error shape. It turns
+// requests into calls on the core and mounts the transports' endpoints.
+package gateway
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/discovery"
+	"github.com/chatgate/chatgate/transports"
+)
+
+// Gateway serves protocol v1.
+type Gateway struct {
+	svc        *core.Service
+	disc       discovery.Discovery
+	transports []transports.Endpoint
+	log        *slog.Logger
+	echo       *echo.Echo
+}
+
+// New builds the HTTP handler. Transports are listed by /v1/negotiate in the
+// order given, which is the order clients should try them.
+func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint, log *slog.Logger) *Gateway {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	g := &Gateway{svc: svc, disc: disc, transports: eps, log: log, echo: e}
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(middleware.Recover())
+
+	v1 := e.Group("/v1")
+	v1.GET("/negotiate", g.negotiate)
+	v1.POST("/auth/signup", g.signup)
+	v1.POST("/auth/login", g.login)
+
+	a := v1.Group("", g.authenticate)
+	a.POST("/auth/logout", g.logout)
+	a.POST("/heartbeat", g.heartbeat)
+	a.GET("/me", g.me)
+	a.PATCH("/me", g.updateMe)
+	a.GET("/users", g.searchUsers)
+	a.GET("/users/:id", g.user)
+	a.GET("/friends", g.friends)
+	a.PUT("/friends/:id", g.addFriend)
+	a.DELETE("/friends/:id", g.removeFriend)
+	a.GET("/groups", g.groups)
+	a.POST("/groups", g.createGroup)
+	a.GET("/groups/:id", g.group)
+	a.POST("/groups/:id/members", g.addMember)
+	a.DELETE("/groups/:id/members/:uid", g.removeMember)
+	a.POST("/messages", g.send)
+	a.GET("/conversations", g.conversations)
+	a.GET("/conversations/:id/messages", g.history)
+	a.POST("/conversations/:id/read", g.markRead)
+	for _, ep := range eps {
+		a.GET(strings.TrimPrefix(ep.Path, "/v1"), g.mount(ep.Handler))
+	}
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	return g
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.echo.ServeHTTP(w, r) }
+
+// Echo exposes the router so the node can mount more (the web client).
+func (g *Gateway) Echo() *echo.Echo { return g.echo }
+
+// Token returns the bearer token of r: the Authorization header, or the
+// access_token query parameter for EventSource and WebSocket clients,
+// which cannot set headers.
+func Token(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		se, err := g.svc.Authenticate(r.Context(), Token(r))
+		if err != nil {
+			return err
+		}
+		c.SetRequest(r.WithContext(core.WithSession(r.Context(), se)))
+		return next(c)
+	}
+}
+
+func session(c echo.Context) core.Session {
+	se, _ := core.SessionFrom(c.Request().Context())
+	return se
+}
+
+func (g *Gateway) mount(h transports.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		return h(c.Response(), c.Request(), session(c))
+	}
+}
+
+func pathID(c echo.Context, name string) (core.ID, error) {
+	id, err := core.ParseID(c.Param(name))
+	if err != nil {
+		return 0, core.Errorf(core.KindInvalid, "invalid_id", "%s in the path must be a positive decimal id", name)
+	}
+	return id, nil
+}
+
+func queryID(c echo.Context, name string) (core.ID, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return 0, nil
+	}
+	id, err := core.ParseID(v)
+	if err != nil {
+		return 0, core.Errorf(core.KindInvalid, "invalid_"+name, "%s must be a positive decimal message id", name)
+	}
+	return id, nil
+}
+
+func queryLimit(c echo.Context) (int, error) {
+	v := c.QueryParam("limit")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, core.Errorf(core.KindInvalid, "invalid_limit", "limit must be a positive integer")
+	}
+	return n, nil
+}
+
+// ---- handlers ----
+
+func (g *Gateway) negotiate(c echo.Context) error {
+	srv, err := g.disc.Recommend(c.Request().Context(), c.Request())
+	if err != nil {
+		return core.Errorf(core.KindUnavailable, "no_server", "no chat server is available: %v", err)
+	}
+	names := make([]string, len(g.transports))
+	for i, t := range g.transports {
+		names[i] = t.Name
+	}
+	cfg := g.svc.Config()
+	return c.JSON(http.StatusOK, map[string]any{
+		"server":                srv.URL,
+		"server_id":             srv.ID,
+		"transports":            names,
+		"heartbeat_interval_ms": cfg.HeartbeatInterval.Milliseconds(),
+		"offline_after_ms":      cfg.OfflineAfter.Milliseconds(),
+		"max_message_chars":     core.MaxMessageChars,
+		"max_group_members":     core.MaxGroupMembers,
+		"max_body_bytes":        MaxBodyBytes,
+	})
+}
+
+func (g *Gateway) signup(c echo.Context) error {
+	var in core.SignupInput
+	if err := decode(c, &in); err != nil {
+		return err
+	}
+	a, err := g.svc.Signup(c.Request().Context(), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, a)
+}
+
+func (g *Gateway) login(c echo.Context) error {
+	var in core.LoginInput
+	if err := decode(c, &in); err != nil {
+		return err
+	}
+	a, err := g.svc.Login(c.Request().Context(), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, a)
+}
+
+func (g *Gateway) logout(c echo.Context) error {
+	if err := g.svc.Logout(c.Request().Context(), session(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (g *Gateway) heartbeat(c echo.Context) error {
+	g.svc.Heartbeat(session(c))
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (g *Gateway) me(c echo.Context) error {
+	u, err := g.svc.User(c.Request().Context(), session(c).UserID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, u)
+}
+
+func (g *Gateway) updateMe(c echo.Context) error {
+	var in struct {
+		DisplayName *string `json:"display_name"`
+	}
+	if err := decode(c, &in); err != nil {
+		return err
+	}
+	if in.DisplayName == nil {
+		return core.Errorf(core.KindInvalid, "invalid_display_name", "display_name is required")
+	}
+	u, err := g.svc.UpdateMe(c.Request().Context(), session(c), *in.DisplayName)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, u)
+}
+
+func (g *Gateway) user(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	u, err := g.svc.User(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, u)
+}
+
+func (g *Gateway) searchUsers(c echo.Context) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	us, err := g.svc.SearchUsers(c.Request().Context(), c.QueryParam("q"), limit)
+	if err != nil {
+		return err
+	}
+	if us == nil {
+		us = []core.User{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"users": us})
+}
+
+func (g *Gateway) friends(c echo.Context) error {
+	fl, err := g.svc.Friends(c.Request().Context(), session(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, fl)
+}
+
+func (g *Gateway) addFriend(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	status, err := g.svc.AddFriend(c.Request().Context(), session(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"user_id": id, "status": status})
+}
+
+func (g *Gateway) removeFriend(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	if err := g.svc.RemoveFriend(c.Request().Context(), session(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (g *Gateway) groups(c echo.Context) error {
+	gs, err := g.svc.Groups(c.Request().Context(), session(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"groups": gs})
+}
+
+func (g *Gateway) createGroup(c echo.Context) error {
+	var in core.CreateGroupInput
+	if err := decode(c, &in); err != nil {
+		return err
+	}
+	d, err := g.svc.CreateGroup(c.Request().Context(), session(c), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, d)
+}
+
+func (g *Gateway) group(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	d, err := g.svc.GroupDetail(c.Request().Context(), session(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+func (g *Gateway) addMember(c echo.Context) error {
+	gid, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	var in struct {
+		UserID *core.ID `json:"user_id"`
+	}
+	if err := decode(c, &in); err != nil {
+		return err
+	}
+	if in.UserID == nil {
+		return core.Errorf(core.KindInvalid, "invalid_field", "user_id is required")
+	}
+	d, err := g.svc.AddMember(c.Request().Context(), session(c), gid, *in.UserID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+func (g *Gateway) removeMember(c echo.Context) error {
+	gid, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	uid, err := pathID(c, "uid")
+	if err != nil {
+		return err
+	}
+	if err := g.svc.RemoveMember(c.Request().Context(), session(c), gid, uid); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (g *Gateway) send(c echo.Context) error {
+	var in core.SendInput
+	if err := decode(c, &in); err != nil {
+		return err
+	}
+	res, err := g.svc.Send(c.Request().Context(), session(c), in)
+	if err != nil {
+		return err
+	}
+	if res.Replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	b := make([]byte, 0, len(res.Raw)+16)
+	b = append(append(append(b, `{"message":`...), res.Raw...), "}\n"...)
+	return c.JSONBlob(http.StatusCreated, b)
+}
+
+func (g *Gateway) conversations(c echo.Context) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	cs, err := g.svc.Conversations(c.Request().Context(), session(c), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"conversations": cs})
+}
+
+func (g *Gateway) history(c echo.Context) error {
+	before, err := queryID(c, "before")
+	if err != nil {
+		return err
+	}
+	after, err := queryID(c, "after")
+	if err != nil {
+		return err
+	}
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	msgs, more, err := g.svc.History(c.Request().Context(), session(c), c.Param("id"), before, after, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct {
+		Messages []json.RawMessage `json:"messages"`
+		HasMore  bool              `json:"has_more"`
+	}{msgs, more})
+}
+
+func (g *Gateway) markRead(c echo.Context) error {
+	var in struct {
+		MessageID *core.ID `json:"message_id"`
+	}
+	if err := decode(c, &in); err != nil {
+		return err
+	}
+	if in.MessageID == nil {
+		return core.Errorf(core.KindInvalid, "invalid_field", "message_id is required")
+	}
+	if err := g.svc.MarkRead(c.Request().Context(), session(c), c.Param("id"), *in.MessageID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
