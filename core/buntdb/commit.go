@@ -28,6 +28,7 @@ import (
 //  4. applies the batch's keys and deletes the previous journal key, and
 //     replies to the callers.
 //
+// Steps 3 and 4 of one batch overlap with steps 1 and 2 of the next.
 // Step 4 needs no fsync of its own: until the next batch's fsync covers it,
 // the journal key replays it after a crash (Open applies every journal key
 // left, in order; the writes are plain sets and deletes, so replay is
@@ -41,10 +42,11 @@ type op struct {
 // wtx is what a write function sees: reads through its own writes, the
 // batch's earlier writes and the stored state; writes are buffered.
 type wtx struct {
-	tx    *buntdb.Tx
-	batch map[string]*op
-	mine  map[string]*op
-	ops   []*op
+	tx       *buntdb.Tx
+	batch    map[string]*op
+	inflight map[string]*op // the previous batch, possibly not yet applied
+	mine     map[string]*op
+	ops      []*op
 }
 
 func (w *wtx) get(key string) (string, bool) {
@@ -52,6 +54,9 @@ func (w *wtx) get(key string) (string, bool) {
 		return o.val, !o.del
 	}
 	if o, ok := w.batch[key]; ok {
+		return o.val, !o.del
+	}
+	if o, ok := w.inflight[key]; ok {
 		return o.val, !o.del
 	}
 	v, err := w.tx.Get(key)
@@ -87,121 +92,177 @@ const (
 // write runs fn in the next batch and returns once its writes are durable.
 func (s *Store) write(ctx context.Context, size int, fn func(*wtx) error) error {
 	req := &writeReq{fn: fn, done: make(chan error, 1), size: size}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return core.ErrUnavailable
+	}
 	select {
 	case s.reqs <- req:
-	case <-s.closing:
-		return core.ErrUnavailable
 	case <-ctx.Done():
+		s.closeMu.RUnlock()
 		return ctx.Err()
 	}
+	s.closeMu.RUnlock()
 	// Once queued, wait for the outcome even if ctx ends: the write may
 	// already be durable, and the caller must not be told otherwise.
 	return <-req.done
 }
 
+// batch is one group commit.
+type batch struct {
+	journal uint64 // its journal key number; 0 when it wrote nothing
+	prev    uint64 // the journal number of the batch before it that wrote
+	ops     []*op
+	overlay map[string]*op
+	ok      []*writeReq // requests whose writes are in ops
+}
+
+// committer builds batches; a syncer goroutine makes them durable. The two
+// overlap: while batch N is being fsynced and applied, batch N+1 is built
+// on top of N's overlay and its journal key written, so fsync latency is
+// hidden behind the next batch's work.
 func (s *Store) committer() {
 	defer close(s.stopped)
-	var batch []*writeReq
+	toSyncer := make(chan *batch)
+	synced := make(chan error, 1)
+	go s.syncer(toSyncer, synced)
+	defer close(toSyncer)
+	var inflight *batch
+	wait := func() error {
+		if inflight == nil {
+			return nil
+		}
+		inflight = nil
+		return <-synced
+	}
 	for {
-		batch = batch[:0]
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-		case <-s.closing:
-			// Drain what was queued before closing.
-			for {
-				select {
-				case r := <-s.reqs:
-					s.commit([]*writeReq{r})
-					continue
-				default:
+		reqs, closing := s.collect()
+		if len(reqs) > 0 {
+			b := s.build(reqs, inflight)
+			var err error
+			if s.failed == nil && len(b.ops) > 0 {
+				s.journalN++
+				b.journal, b.prev = s.journalN, s.lastJournal
+				s.lastJournal = b.journal
+				err = s.db.Update(func(tx *buntdb.Tx) error {
+					_, _, err := tx.Set(journalKey(b.journal), encodeOps(b.ops), nil)
+					return err
+				})
+				if err != nil {
+					err = fmt.Errorf("write journal %d: %w", b.journal, err)
 				}
-				return
+			}
+			if werr := wait(); werr != nil && err == nil {
+				err = werr
+			}
+			if err != nil && s.failed == nil {
+				s.failed = fmt.Errorf("store failed, writes stopped: %w", err)
+				s.log.Error("store write failed; refusing further writes", "err", err)
+			}
+			if s.failed != nil {
+				for _, r := range b.ok {
+					r.done <- core.ErrUnavailable
+				}
+			} else {
+				toSyncer <- b
+				inflight = b
 			}
 		}
-		size := batch[0].size
-	fill:
-		for len(batch) < maxBatchReqs && size < maxBatchBytes {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-				size += r.size
-			default:
-				break fill
-			}
+		if closing {
+			_ = wait()
+			return
 		}
-		s.commit(batch)
 	}
 }
 
-func (s *Store) commit(batch []*writeReq) {
+// collect waits for a request and takes whatever else is queued, up to the
+// batch limits. After Close it drains the queue without waiting.
+func (s *Store) collect() (reqs []*writeReq, closing bool) {
+	select {
+	case r := <-s.reqs:
+		reqs = append(reqs, r)
+	case <-s.closing:
+		closing = true
+	}
+	size := 0
+	for len(reqs) < maxBatchReqs && size < maxBatchBytes {
+		select {
+		case r := <-s.reqs:
+			reqs = append(reqs, r)
+			size += r.size
+		default:
+			return reqs, closing // the queue is empty
+		}
+	}
+	return reqs, false // limits reached: come back for the rest
+}
+
+// build runs the write functions in order against the stored state, the
+// unapplied batch in flight and the batch's own earlier writes.
+func (s *Store) build(reqs []*writeReq, inflight *batch) *batch {
+	b := &batch{overlay: make(map[string]*op)}
 	if s.failed != nil {
-		for _, r := range batch {
+		for _, r := range reqs {
 			r.done <- s.failed
 		}
-		return
+		return b
 	}
-	overlay := make(map[string]*op)
-	var ops []*op
-	var ok []*writeReq
-	err := s.db.View(func(tx *buntdb.Tx) error {
-		for _, r := range batch {
-			w := &wtx{tx: tx, batch: overlay, mine: make(map[string]*op)}
+	var prev map[string]*op
+	if inflight != nil {
+		prev = inflight.overlay
+	}
+	_ = s.db.View(func(tx *buntdb.Tx) error {
+		for _, r := range reqs {
+			w := &wtx{tx: tx, batch: b.overlay, inflight: prev, mine: make(map[string]*op)}
 			if err := r.fn(w); err != nil {
 				r.done <- err // nothing of it was written
 				continue
 			}
 			for k, o := range w.mine {
-				overlay[k] = o
+				b.overlay[k] = o
 			}
-			ops = append(ops, w.ops...)
-			ok = append(ok, r)
+			b.ops = append(b.ops, w.ops...)
+			b.ok = append(b.ok, r)
 		}
 		return nil
 	})
-	if err == nil && len(ops) > 0 {
-		err = s.persist(ops)
-	}
-	if err != nil {
-		s.failed = fmt.Errorf("store failed, writes stopped: %w", err)
-		s.log.Error("store write failed; refusing further writes", "err", err)
-		for _, r := range ok {
-			r.done <- core.ErrUnavailable
-		}
-		return
-	}
-	for _, r := range ok {
-		r.done <- nil
-	}
+	return b
 }
 
-func (s *Store) persist(ops []*op) error {
-	s.journalN++
-	jkey := journalKey(s.journalN)
-	if err := s.db.Update(func(tx *buntdb.Tx) error {
-		_, _, err := tx.Set(jkey, encodeOps(ops), nil)
-		return err
-	}); err != nil {
-		return fmt.Errorf("write journal %d: %w", s.journalN, err)
-	}
-	if err := s.sync.Sync(); err != nil {
-		return fmt.Errorf("fsync journal %d: %w", s.journalN, err)
-	}
-	if err := s.db.Update(func(tx *buntdb.Tx) error {
-		if err := applyOps(tx, ops); err != nil {
-			return err
-		}
-		if s.journalN > 1 {
-			_, err := tx.Delete(journalKey(s.journalN - 1))
-			if err != nil && !errors.Is(err, buntdb.ErrNotFound) {
-				return err
+// syncer makes each batch durable in order: fsync (covering its journal
+// key and everything written before it), then apply its keys and drop the
+// previous batch's journal key, whose applied keys that fsync just made
+// durable. Then it answers the batch's callers.
+func (s *Store) syncer(in <-chan *batch, synced chan<- error) {
+	for b := range in {
+		var err error
+		if b.journal != 0 {
+			if err = s.sync.Sync(); err != nil {
+				err = fmt.Errorf("fsync journal %d: %w", b.journal, err)
+			} else if err = s.db.Update(func(tx *buntdb.Tx) error {
+				if err := applyOps(tx, b.ops); err != nil {
+					return err
+				}
+				if b.prev != 0 {
+					if _, err := tx.Delete(journalKey(b.prev)); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				err = fmt.Errorf("apply journal %d: %w", b.journal, err)
 			}
 		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("apply journal %d: %w", s.journalN, err)
+		for _, r := range b.ok {
+			if err != nil {
+				r.done <- core.ErrUnavailable
+			} else {
+				r.done <- nil
+			}
+		}
+		synced <- err
 	}
-	return nil
 }
 
 func applyOps(tx *buntdb.Tx, ops []*op) error {
@@ -309,4 +370,3 @@ func (s *Store) replay() error {
 func openSync(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY, 0)
 }
-

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tidwall/buntdb"
 
@@ -23,15 +24,18 @@ import (
 
 // Store is a core.Store on buntdb.
 type Store struct {
-	db       *buntdb.DB
-	sync     *os.File
-	ids      *core.Snowflake
-	log      *slog.Logger
-	reqs     chan *writeReq
-	closing  chan struct{}
-	stopped  chan struct{}
-	journalN uint64 // owned by the committer
-	failed   error  // owned by the committer
+	db          *buntdb.DB
+	sync        *os.File
+	ids         *core.Snowflake
+	log         *slog.Logger
+	reqs        chan *writeReq
+	closing     chan struct{}
+	stopped     chan struct{}
+	closeMu     sync.RWMutex
+	closed      bool
+	journalN    uint64 // owned by the committer
+	lastJournal uint64 // owned by the committer
+	failed      error  // owned by the committer
 }
 
 var _ core.Store = (*Store)(nil)
@@ -88,13 +92,20 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 
 // Close finishes queued writes, makes them durable and closes the file.
 func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.closeMu.Unlock()
 	close(s.closing)
 	<-s.stopped
 	err := s.sync.Sync()
-	if s.journalN > 0 && s.failed == nil {
+	if s.lastJournal > 0 && s.failed == nil {
 		// The last batch is durable: its journal key is no longer needed.
 		_ = s.db.Update(func(tx *buntdb.Tx) error {
-			_, err := tx.Delete(journalKey(s.journalN))
+			_, err := tx.Delete(journalKey(s.lastJournal))
 			return err
 		})
 		err = errors.Join(err, s.sync.Sync())
@@ -124,8 +135,8 @@ func pad(n uint64) string {
 
 func pid(id core.ID) string { return pad(uint64(id)) }
 
-func kUser(id core.ID) string              { return "u:" + pid(id) }
-func kUsername(name string) string         { return "un:" + strings.ToLower(name) }
+func kUser(id core.ID) string      { return "u:" + pid(id) }
+func kUsername(name string) string { return "un:" + strings.ToLower(name) }
 func kDisplay(name string, id core.ID) string {
 	return "dn:" + strings.ToLower(name) + "\x00" + pid(id)
 }
