@@ -154,11 +154,14 @@ type SignupInput struct {
 	Device      string `json:"device"`
 }
 
-// Auth is the answer to signup and login.
+// Auth is the answer to signup and login. Cursor is the user's inbox head
+// at login: a new device that shows history through the conversation
+// endpoints can start syncing there instead of replaying the whole inbox.
 type Auth struct {
 	User     User   `json:"user"`
 	Token    string `json:"token"`
 	DeviceID ID     `json:"device_id"`
+	Cursor   uint64 `json:"cursor"`
 }
 
 func (s *Service) newDevice(uid ID, name string) (Device, string, []byte, error) {
@@ -238,8 +241,12 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (Auth, error) {
 	if err := s.store.CreateDevice(ctx, d, th); err != nil {
 		return Auth{}, err
 	}
+	head, err := s.store.InboxHead(ctx, rec.ID)
+	if err != nil {
+		return Auth{}, err
+	}
 	s.presence.Touch(rec.ID, d.ID)
-	return Auth{User: rec.User, Token: token, DeviceID: d.ID}, nil
+	return Auth{User: rec.User, Token: token, DeviceID: d.ID, Cursor: head}, nil
 }
 
 // Authenticate resolves a bearer token and counts the request as activity
@@ -471,7 +478,6 @@ type SendInput struct {
 	ClientMsgID string `json:"client_msg_id"`
 }
 
-
 // Send validates and durably stores a message, then hands it to the live
 // bus for connected devices; users with no connected device get a push
 // through the durable outbox.
@@ -498,14 +504,10 @@ func (s *Service) Send(ctx context.Context, se Session, in SendInput) (SendResul
 	if err != nil {
 		return res, err
 	}
-	pushed := false
 	for _, d := range res.Deliveries {
 		s.bus.Publish(d.UserID, MessageEvent(d.Seq, res.Raw))
-		if d.UserID != se.UserID && !pushed && !s.presence.Online(d.UserID) {
-			pushed = true
-		}
 	}
-	if pushed {
+	if res.Pushes > 0 {
 		s.pusher.poke()
 	}
 	return res, nil
@@ -540,11 +542,18 @@ func (s *Service) Sync(ctx context.Context, se Session, cursor uint64, limit int
 		p.Events = append(p.Events, MessageEvent(e.Seq, e.Message))
 		p.Cursor = e.Seq
 	}
-	if !p.HasMore && len(entries) > 0 {
-		// The byte cap may have cut the page short.
+	if !p.HasMore {
+		// The byte cap may have cut the page short; and a cursor beyond
+		// the head (a client bug, or a server restored from an old backup)
+		// is pulled back to the head, or the client would miss every
+		// message until the inbox grew past its cursor.
 		head, err := s.store.InboxHead(ctx, se.UserID)
-		if err == nil && head > p.Cursor {
-			p.HasMore = true
+		if err != nil {
+			return Page{}, err
+		}
+		p.HasMore = head > p.Cursor
+		if p.Cursor > head {
+			p.Cursor = head
 		}
 	}
 	return p, nil

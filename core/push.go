@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,6 +18,10 @@ type Notification struct {
 	UserID  ID
 	Message json.RawMessage
 }
+
+// ErrPushRejected is wrapped by a Notifier whose provider refused a
+// notification for good (a 4xx answer, say): it is dropped, not retried.
+var ErrPushRejected = errors.New("push rejected")
 
 // Notifier hands notifications to a push provider (APNs, FCM, a webhook).
 // A nil error means the provider accepted it; any error is retried with
@@ -79,32 +84,46 @@ func (p *pusher) run(ctx context.Context) {
 }
 
 // round sends what is due and returns how long to sleep before the next.
+// It pages through the whole outbox, so entries waiting out a backoff never
+// hold up newer ones.
 func (p *pusher) round(ctx context.Context) time.Duration {
-	pending, err := p.outbox.PendingPushes(ctx, pushBatch)
-	if err != nil {
-		if ctx.Err() == nil {
-			p.log.Error("read push outbox", "err", err)
-		}
-		return pushIdleRecheck
-	}
 	now := time.Now()
 	wait := pushIdleRecheck
-	var due []Push
-	p.mu.Lock()
-	for _, e := range pending {
-		r := p.retry[e.Key]
-		if r.next.After(now) {
-			if d := r.next.Sub(now); d < wait {
-				wait = d
+	after := ""
+	for {
+		pending, err := p.outbox.PendingPushes(ctx, after, pushBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error("read push outbox", "err", err)
 			}
-			continue
+			return pushIdleRecheck
 		}
-		due = append(due, e)
+		var due []Push
+		p.mu.Lock()
+		for _, e := range pending {
+			r := p.retry[e.Key]
+			if r.next.After(now) {
+				wait = min(wait, r.next.Sub(now))
+				continue
+			}
+			due = append(due, e)
+		}
+		p.mu.Unlock()
+		p.deliverAll(ctx, due)
+		if len(pending) < pushBatch || ctx.Err() != nil {
+			break
+		}
+		after = pending[len(pending)-1].Key
 	}
-	p.mu.Unlock()
-	if len(due) == 0 {
-		return wait
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.retry {
+		wait = min(wait, max(time.Until(r.next), 0))
 	}
+	return wait
+}
+
+func (p *pusher) deliverAll(ctx context.Context, due []Push) {
 	sem := make(chan struct{}, pushWorkers)
 	var wg sync.WaitGroup
 	for _, e := range due {
@@ -116,17 +135,6 @@ func (p *pusher) round(ctx context.Context) time.Duration {
 		}(e)
 	}
 	wg.Wait()
-	if len(pending) == pushBatch {
-		return 0 // more may be waiting
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, r := range p.retry {
-		if d := time.Until(r.next); d < wait {
-			wait = max(d, 0)
-		}
-	}
-	return wait
 }
 
 func (p *pusher) deliver(ctx context.Context, e Push) {
@@ -139,7 +147,7 @@ func (p *pusher) deliver(ctx context.Context, e Push) {
 	if err != nil && ctx.Err() != nil {
 		return // shutting down: it stays in the outbox for the next start
 	}
-	if err != nil && time.Since(m.CreatedAt.Time) < pushMaxAge {
+	if err != nil && !errors.Is(err, ErrPushRejected) && time.Since(m.CreatedAt.Time) < pushMaxAge {
 		p.mu.Lock()
 		r := p.retry[e.Key]
 		r.attempts++
@@ -151,7 +159,7 @@ func (p *pusher) deliver(ctx context.Context, e Push) {
 		return
 	}
 	if err != nil {
-		p.log.Error("push dropped after retrying for the maximum age", "user", e.UserID, "message", m.ID, "err", err)
+		p.log.Error("push dropped: rejected, or retried for the maximum age", "user", e.UserID, "message", m.ID, "err", err)
 	}
 	if derr := p.outbox.DeletePush(ctx, e.Key); derr != nil {
 		p.log.Error("delete delivered push", "key", e.Key, "err", derr)

@@ -99,6 +99,8 @@ type SendResult struct {
 	// Replayed is true when ClientMsgID matched an earlier message, which is
 	// returned instead of storing a duplicate; Deliveries is then empty.
 	Replayed bool
+	// Pushes is how many push-outbox entries the append wrote.
+	Pushes int
 }
 
 // InboxEntry is one durable event of a user's inbox.
@@ -142,6 +144,8 @@ type Push struct {
 // PushOutbox holds notifications for users with no connected device until a
 // Notifier has accepted them.
 type PushOutbox interface {
-	PendingPushes(ctx context.Context, limit int) ([]Push, error)
+	// PendingPushes returns up to limit entries with Key > after, oldest
+	// first ("" starts at the beginning).
+	PendingPushes(ctx context.Context, after string, limit int) ([]Push, error)
 	DeletePush(ctx context.Context, key string) error
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -20,6 +21,9 @@ import (
 // surrogate pair, \ud83d\ude00), plus room for the other fields.
 const MaxBodyBytes = core.MaxMessageChars*12 + 16<<10
 
+// bodyReadTimeout bounds how long reading one request body may take.
+const bodyReadTimeout = 30 * time.Second
+
 var errBodyTooLarge = core.Errorf(core.KindTooLarge, "body_too_large", "request body exceeds %d bytes", MaxBodyBytes)
 
 func badJSON(format string, args ...any) *core.Error {
@@ -31,6 +35,9 @@ func badJSON(format string, args ...any) *core.Error {
 // changed when it fails, since handlers act only after it succeeds.
 func decode(c echo.Context, v any) error {
 	r := c.Request()
+	// A client that trickles its body must not hold a connection forever;
+	// the server has no global ReadTimeout because streams are long-lived.
+	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError

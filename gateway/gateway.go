@@ -35,13 +35,24 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	g := &Gateway{svc: svc, disc: disc, transports: eps, log: log, echo: e}
 	e.HTTPErrorHandler = errorHandler(log)
 	e.Use(middleware.Recover())
+	// Any origin may call the API: it authenticates with bearer tokens,
+	// never cookies, so a foreign page cannot act with a user's rights.
+	e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOrigins:  []string{"*"},
+		AllowHeaders:  []string{"Authorization", "Content-Type", "Last-Event-ID"},
+		ExposeHeaders: []string{"Idempotent-Replayed"},
+		MaxAge:        86400,
+	}))
 
 	v1 := e.Group("/v1")
 	v1.GET("/negotiate", g.negotiate)
 	v1.POST("/auth/signup", g.signup)
 	v1.POST("/auth/login", g.login)
 
-	a := v1.Group("", g.authenticate)
+	// Authentication is route middleware, not group middleware: echo's
+	// Group.Use registers a catch-all that would answer 404 instead of 405
+	// for a wrong method and ask unknown paths for a token.
+	a := authed{v1, g.authenticate}
 	a.POST("/auth/logout", g.logout)
 	a.POST("/heartbeat", g.heartbeat)
 	a.GET("/me", g.me)
@@ -66,6 +77,18 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	return g
 }
+
+// authed registers routes that need a valid token.
+type authed struct {
+	g  *echo.Group
+	mw echo.MiddlewareFunc
+}
+
+func (a authed) GET(p string, h echo.HandlerFunc)    { a.g.GET(p, h, a.mw) }
+func (a authed) POST(p string, h echo.HandlerFunc)   { a.g.POST(p, h, a.mw) }
+func (a authed) PUT(p string, h echo.HandlerFunc)    { a.g.PUT(p, h, a.mw) }
+func (a authed) PATCH(p string, h echo.HandlerFunc)  { a.g.PATCH(p, h, a.mw) }
+func (a authed) DELETE(p string, h echo.HandlerFunc) { a.g.DELETE(p, h, a.mw) }
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.echo.ServeHTTP(w, r) }

@@ -55,7 +55,9 @@ type Payload struct {
 //	X-Chatgate-Timestamp: Unix seconds when this attempt was signed
 //	X-Chatgate-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + "." + body))
 //
-// Any 2xx status is success; anything else is retried by the core's outbox.
+// Any 2xx status is success; 408, 429 and 5xx answers and network errors are
+// retried by the core's outbox with backoff; other 4xx answers drop the
+// notification (the receiver refuses it for good).
 type Webhook struct {
 	URL    string
 	Secret []byte
@@ -107,7 +109,12 @@ func (w *Webhook) Notify(ctx context.Context, n core.Notification) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
+	switch {
+	case resp.StatusCode/100 == 2:
+	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		// The receiver refuses this notification; retrying cannot help.
+		return fmt.Errorf("push %s: webhook answered %s: %w", n.ID, resp.Status, core.ErrPushRejected)
+	default:
 		return fmt.Errorf("push %s: webhook answered %s", n.ID, resp.Status)
 	}
 	return nil

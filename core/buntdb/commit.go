@@ -157,7 +157,7 @@ func (s *Store) committer() {
 				err = werr
 			}
 			if err != nil && s.failed == nil {
-				s.failed = fmt.Errorf("store failed, writes stopped: %w", err)
+				s.failed = fmt.Errorf("%w (%v)", core.ErrUnavailable, err)
 				s.log.Error("store write failed; refusing further writes", "err", err)
 			}
 			if s.failed != nil {

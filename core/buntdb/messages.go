@@ -77,6 +77,7 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 			w.set(kUserConv(r, conv), mid)
 			if r != req.From && req.NeedsPush != nil && req.NeedsPush(r) {
 				w.set(kPush(m.ID, r), "")
+				res.Pushes++
 			}
 			res.Deliveries = append(res.Deliveries, core.Delivery{UserID: r, Seq: seq})
 		}
@@ -125,6 +126,19 @@ func (s *Store) InboxHead(ctx context.Context, uid core.ID) (uint64, error) {
 		return nil
 	})
 	return head, err
+}
+
+// lastConvMsg returns the id of the newest message of conv, or 0.
+func lastConvMsg(tx *buntdb.Tx, conv string) core.ID {
+	p := "cm:" + conv + ":"
+	var last core.ID
+	_ = tx.DescendLessOrEqual("", p+"~", func(k, _ string) bool {
+		if strings.HasPrefix(k, p) {
+			last = idAfter(k, p)
+		}
+		return false
+	})
+	return last
 }
 
 // member reports whether uid belongs to conv; for a group it reads the
@@ -267,10 +281,17 @@ func (s *Store) MarkRead(ctx context.Context, uid core.ID, conv string, msg core
 // ---- push outbox ----
 
 // PendingPushes implements core.PushOutbox, oldest message first.
-func (s *Store) PendingPushes(ctx context.Context, limit int) ([]core.Push, error) {
+func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]core.Push, error) {
 	var out []core.Push
 	err := s.view(func(tx *buntdb.Tx) error {
-		return prefixScan(tx, "po:", func(k, _ string) bool {
+		start := "po:"
+		if after >= start {
+			start = after + "\x00"
+		}
+		return tx.AscendGreaterOrEqual("", start, func(k, _ string) bool {
+			if !strings.HasPrefix(k, "po:") {
+				return false
+			}
 			parts := strings.Split(k, ":")
 			mid, _ := strconv.ParseUint(parts[1], 10, 64)
 			uid, _ := strconv.ParseUint(parts[2], 10, 64)

@@ -113,16 +113,24 @@ func (s *Store) Close() error {
 	return errors.Join(err, s.sync.Close(), s.db.Close())
 }
 
+// observeLastID makes the id generator issue only ids above the newest
+// stored user, group and message id (all three come from it), so a node
+// restarted with a slow clock never reissues one and overwrites a record.
 func (s *Store) observeLastID() error {
 	return s.db.View(func(tx *buntdb.Tx) error {
-		return tx.DescendLessOrEqual("", "m:~", func(k, _ string) bool {
-			if strings.HasPrefix(k, "m:") {
-				if id, err := strconv.ParseUint(k[2:], 10, 64); err == nil {
-					s.ids.Observe(core.ID(id))
+		for _, p := range []string{"u:", "g:", "m:"} {
+			if err := tx.DescendLessOrEqual("", p+"~", func(k, _ string) bool {
+				if strings.HasPrefix(k, p) {
+					if id, err := strconv.ParseUint(k[len(p):], 10, 64); err == nil {
+						s.ids.Observe(core.ID(id))
+					}
 				}
+				return false
+			}); err != nil {
+				return err
 			}
-			return false
-		})
+		}
+		return nil
 	})
 }
 
@@ -558,6 +566,11 @@ func (s *Store) AddMember(ctx context.Context, gid, by, uid core.ID) (core.Group
 		}
 		g.Members = append(g.Members, uid)
 		w.set(kUserGroup(uid, gid), "")
+		// A new member's unread count starts at joining, not at the
+		// group's first message.
+		if last := lastConvMsg(w.tx, core.GroupConv(gid)); last != 0 {
+			w.set(kRead(uid, core.GroupConv(gid)), pid(last))
+		}
 		return nil
 	})
 }
@@ -582,6 +595,9 @@ func (s *Store) RemoveMember(ctx context.Context, gid, by, uid core.ID) (core.Gr
 			g.OwnerID = ms[0] // members are kept in joining order
 		}
 		w.del(kUserGroup(uid, gid))
+		// A former member no longer sees the group among its conversations.
+		w.del(kUserConv(uid, core.GroupConv(gid)))
+		w.del(kRead(uid, core.GroupConv(gid)))
 		return nil
 	})
 }

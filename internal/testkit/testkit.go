@@ -51,7 +51,10 @@ func Logger(t testing.TB) *slog.Logger {
 
 type tWriter struct{ t testing.TB }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimRight(p, "\n"))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
 
 // Start starts a node on 127.0.0.1:0 with a fresh data directory (or the
 // one WithDir names) and stops it when the test ends.
@@ -236,4 +239,88 @@ func (c *Client) PollAll(cursor uint64) ([]map[string]any, uint64) {
 			return all, cursor
 		}
 	}
+}
+
+// TryDo is Do for goroutines other than the test's: it reports failures
+// as an error instead of failing the test (require must only be called
+// from the test goroutine). A transport error (connection refused or
+// reset, timeout) is returned as is, so callers can tell "no answer" from
+// an answer.
+func (c *Client) TryDo(method, path string, body any) (Response, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = bytes.NewReader([]byte(b))
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return Response{}, err
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, c.Base+path, rd)
+	if err != nil {
+		return Response{}, err
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return Response{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return Response{}, err
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+}
+
+// SignupMany creates n users concurrently (password hashing is slow on
+// purpose) and returns clients logged in as them, in creation order of
+// their index.
+func SignupMany(t testing.TB, base, prefix string, n int) []*Client {
+	t.Helper()
+	cs := make([]*Client, n)
+	errs := make([]error, n)
+	done := make(chan struct{})
+	for i := range cs {
+		go func(i int) {
+			defer func() { done <- struct{}{} }()
+			c := NewClient(t, base)
+			name := UniqueName(prefix)
+			r, err := c.TryDo("POST", "/v1/auth/signup", map[string]any{"username": name, "password": "correct horse", "display_name": prefix})
+			if err == nil && r.Status != http.StatusCreated {
+				err = fmt.Errorf("signup %s: status %d: %s", name, r.Status, r.Body)
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			var out struct {
+				User  map[string]any `json:"user"`
+				Token string         `json:"token"`
+			}
+			if err := json.Unmarshal(r.Body, &out); err != nil {
+				errs[i] = err
+				return
+			}
+			c.Token, c.User, c.ID = out.Token, out.User, out.User["id"].(string)
+			cs[i] = c
+		}(i)
+	}
+	for range cs {
+		<-done
+	}
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	return cs
 }
