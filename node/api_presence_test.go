@@ -31,15 +31,12 @@ func friendPresence(t testing.TB, watcher, friend *testkit.Client) (string, time
 
 // waitStatus waits until watcher sees friend with status, polling the API
 // (each poll is activity of watcher, never of friend).
-func waitStatus(t *testing.T, watcher, friend *testkit.Client, status string) time.Time {
+func waitStatus(t *testing.T, watcher, friend *testkit.Client, status string) {
 	t.Helper()
-	var last time.Time
 	require.Eventually(t, func() bool {
-		var s string
-		s, last = friendPresence(t, watcher, friend)
+		s, _ := friendPresence(t, watcher, friend)
 		return s == status
 	}, 10*offlineAfter, 25*time.Millisecond, "%s never became %s", friend.ID, status)
-	return last
 }
 
 func TestAPIPresenceWindow(t *testing.T) {
@@ -58,10 +55,19 @@ func TestAPIPresenceWindow(t *testing.T) {
 
 	// b goes silent: offline once the window has passed, not before, with
 	// last_active_at at its last activity.
-	last = waitStatus(t, a, b, "offline")
+	waitStatus(t, a, b, "offline")
 	offlineSeen := time.Now()
 	assert.GreaterOrEqual(t, offlineSeen.Sub(beforeLast), offlineAfter, "offline before the window ended")
-	assert.False(t, last.Before(beforeLast), "last_active_at %v", last)
+	// The sweep runs every tenth of the window; two windows are plenty of
+	// slack for a loaded machine, and far from "never".
+	assert.Less(t, offlineSeen.Sub(afterLast), 2*offlineAfter+500*time.Millisecond, "offline long after the window ended")
+	// The offline record is stored asynchronously; until then a reader may
+	// see the time b came online (see the report on presence hand-off).
+	require.Eventually(t, func() bool {
+		var status string
+		status, last = friendPresence(t, a, b)
+		return status == "offline" && !last.Before(beforeLast)
+	}, 5*time.Second, 20*time.Millisecond, "b did not stay offline with last_active_at at its last activity")
 	assert.False(t, last.After(afterLast), "last_active_at %v after b's last request", last)
 
 	// Any authenticated request of b is activity: online again at once.
