@@ -31,6 +31,9 @@ type Service struct {
 	presence *PresenceEngine
 	pusher   *pusher
 
+	mbMu      sync.Mutex
+	mailboxes map[ID]*mailbox // polling devices, by device id
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -41,9 +44,10 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		cfg: cfg, store: store, bus: bus, ids: ids, log: log,
-		presence: NewPresenceEngine(cfg.OfflineAfter),
-		pusher:   newPusher(store, notifier, log),
-		cancel:   cancel,
+		presence:  NewPresenceEngine(cfg.OfflineAfter),
+		pusher:    newPusher(store, notifier, log),
+		mailboxes: make(map[ID]*mailbox),
+		cancel:    cancel,
 	}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sweepLoop(ctx) }()
@@ -65,6 +69,7 @@ func (s *Service) Close() {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.expireMailboxes(true)
 }
 
 // Config returns the service configuration.
@@ -86,6 +91,7 @@ func (s *Service) sweepLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			s.presence.Sweep()
+			s.expireMailboxes(false)
 		}
 	}
 }

@@ -8,35 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/wire"
 )
-
-var statusOf = map[core.Kind]int{
-	core.KindInvalid:      http.StatusBadRequest,
-	core.KindUnauthorized: http.StatusUnauthorized,
-	core.KindForbidden:    http.StatusForbidden,
-	core.KindNotFound:     http.StatusNotFound,
-	core.KindConflict:     http.StatusConflict,
-	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
-	core.KindUnavailable:  http.StatusServiceUnavailable,
-	core.KindInternal:     http.StatusInternalServerError,
-}
-
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// ErrorBody is the protocol's one error object for e.
-func ErrorBody(e *core.Error) any {
-	var b errorBody
-	b.Error.Code, b.Error.Message = e.Code, e.Message
-	return b
-}
-
-// Status is the HTTP status of e.
-func Status(e *core.Error) int { return statusOf[e.Kind] }
 
 // errorHandler renders every error as {"error":{"code","message"}}: the
 // core's own, echo's routing errors and panics alike.
@@ -55,17 +28,17 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 				ce = core.Errorf(core.KindNotFound, "not_found", "no such endpoint")
 			case http.StatusMethodNotAllowed:
 				ce = &core.Error{Kind: core.KindInvalid, Code: "method_not_allowed", Message: "method not allowed on this endpoint"}
-				_ = c.JSON(http.StatusMethodNotAllowed, ErrorBody(ce))
+				_ = c.JSON(http.StatusMethodNotAllowed, wire.ErrorBody(ce))
 				return
 			case http.StatusRequestEntityTooLarge:
-				ce = errBodyTooLarge
+				ce = wire.ErrBodyTooLarge
 			default:
 				ce = core.Errorf(core.KindInvalid, "bad_request", "%v", he.Message)
 			}
 		default:
 			ce = core.AsError(err)
 		}
-		status := Status(ce)
+		status := wire.Status(ce)
 		if status >= 500 {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 		}
@@ -76,6 +49,6 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			_ = c.NoContent(status)
 			return
 		}
-		_ = c.JSON(status, ErrorBody(ce))
+		_ = c.JSON(status, wire.ErrorBody(ce))
 	}
 }

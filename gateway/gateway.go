@@ -16,6 +16,7 @@ import (
 	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/discovery"
 	"github.com/chatgate/chatgate/transports"
+	"github.com/chatgate/chatgate/wire"
 )
 
 // Gateway serves protocol v1.
@@ -55,6 +56,7 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	a := authed{v1, g.authenticate}
 	a.POST("/auth/logout", g.logout)
 	a.POST("/heartbeat", g.heartbeat)
+	a.POST("/typing", g.typing)
 	a.GET("/me", g.me)
 	a.PATCH("/me", g.updateMe)
 	a.GET("/users", g.searchUsers)
@@ -96,23 +98,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.echo.Ser
 // Echo exposes the router so the node can mount more (the web client).
 func (g *Gateway) Echo() *echo.Echo { return g.echo }
 
-// Token returns the bearer token of r: the Authorization header, or the
-// access_token query parameter for EventSource and WebSocket clients,
-// which cannot set headers.
-func Token(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
-		}
-		return ""
-	}
-	return r.URL.Query().Get("access_token")
-}
-
 func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		se, err := g.svc.Authenticate(r.Context(), Token(r))
+		se, err := g.svc.Authenticate(r.Context(), wire.Token(r))
 		if err != nil {
 			return err
 		}
@@ -184,13 +173,13 @@ func (g *Gateway) negotiate(c echo.Context) error {
 		"offline_after_ms":      cfg.OfflineAfter.Milliseconds(),
 		"max_message_chars":     core.MaxMessageChars,
 		"max_group_members":     core.MaxGroupMembers,
-		"max_body_bytes":        MaxBodyBytes,
+		"max_body_bytes":        wire.MaxBodyBytes,
 	})
 }
 
 func (g *Gateway) signup(c echo.Context) error {
 	var in core.SignupInput
-	if err := decode(c, &in); err != nil {
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
 	a, err := g.svc.Signup(c.Request().Context(), in)
@@ -202,7 +191,7 @@ func (g *Gateway) signup(c echo.Context) error {
 
 func (g *Gateway) login(c echo.Context) error {
 	var in core.LoginInput
-	if err := decode(c, &in); err != nil {
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
 	a, err := g.svc.Login(c.Request().Context(), in)
@@ -224,6 +213,19 @@ func (g *Gateway) heartbeat(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+func (g *Gateway) typing(c echo.Context) error {
+	var in struct {
+		ConversationID string `json:"conversation_id"`
+	}
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
+		return err
+	}
+	if err := g.svc.Typing(c.Request().Context(), session(c), in.ConversationID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
 func (g *Gateway) me(c echo.Context) error {
 	u, err := g.svc.User(c.Request().Context(), session(c).UserID)
 	if err != nil {
@@ -236,7 +238,7 @@ func (g *Gateway) updateMe(c echo.Context) error {
 	var in struct {
 		DisplayName *string `json:"display_name"`
 	}
-	if err := decode(c, &in); err != nil {
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
 	if in.DisplayName == nil {
@@ -317,7 +319,7 @@ func (g *Gateway) groups(c echo.Context) error {
 
 func (g *Gateway) createGroup(c echo.Context) error {
 	var in core.CreateGroupInput
-	if err := decode(c, &in); err != nil {
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
 	d, err := g.svc.CreateGroup(c.Request().Context(), session(c), in)
@@ -347,7 +349,7 @@ func (g *Gateway) addMember(c echo.Context) error {
 	var in struct {
 		UserID *core.ID `json:"user_id"`
 	}
-	if err := decode(c, &in); err != nil {
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
 	if in.UserID == nil {
@@ -377,7 +379,7 @@ func (g *Gateway) removeMember(c echo.Context) error {
 
 func (g *Gateway) send(c echo.Context) error {
 	var in core.SendInput
-	if err := decode(c, &in); err != nil {
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
 	res, err := g.svc.Send(c.Request().Context(), session(c), in)
@@ -431,7 +433,7 @@ func (g *Gateway) markRead(c echo.Context) error {
 	var in struct {
 		MessageID *core.ID `json:"message_id"`
 	}
-	if err := decode(c, &in); err != nil {
+	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
 	if in.MessageID == nil {

@@ -19,7 +19,10 @@ import (
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/push"
 	"github.com/chatgate/chatgate/transports"
+	"github.com/chatgate/chatgate/transports/longpoll"
 	"github.com/chatgate/chatgate/transports/poll"
+	"github.com/chatgate/chatgate/transports/sse"
+	"github.com/chatgate/chatgate/transports/ws"
 )
 
 // Config is everything a node needs; cmd/chatgate fills it from flags and
@@ -33,6 +36,7 @@ type Config struct {
 	OfflineAfter      time.Duration // silence before a user is offline
 	PushWebhook       string        // webhook URL; empty: log notifier
 	PushSecret        string        // HMAC key of webhook pushes
+	StreamHeartbeat   time.Duration // SSE ping comment and WebSocket ping period; default 15 s
 	Logger            *slog.Logger
 }
 
@@ -85,7 +89,17 @@ func Start(cfg Config) (*Node, error) {
 	}
 	svc := core.New(core.Config{HeartbeatInterval: cfg.HeartbeatInterval, OfflineAfter: cfg.OfflineAfter},
 		store, core.NewLocalBus(), notifier, ids, log)
-	eps := []transports.Endpoint{poll.New(svc)}
+	// In the order clients should try them: the cheapest and fastest first.
+	hb := cfg.StreamHeartbeat
+	if hb <= 0 {
+		hb = 15 * time.Second
+	}
+	eps := []transports.Endpoint{
+		ws.New(svc, ws.Options{PingPeriod: hb, PongWait: hb * 2, QueueFrames: ws.DefaultOptions.QueueFrames}),
+		sse.New(svc, sse.Options{Heartbeat: hb, WriteTimeout: sse.DefaultOptions.WriteTimeout}),
+		longpoll.New(svc),
+		poll.New(svc),
+	}
 	disc := discovery.Static{ID: "node-" + strconv.Itoa(cfg.NodeID), URL: cfg.PublicURL}
 	gw := gateway.New(svc, disc, eps, log)
 	n := &Node{

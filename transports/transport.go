@@ -12,16 +12,17 @@ import (
 )
 
 // Transport is one client connection as the core sees it: it is handed
-// events already encoded (core.Event.Data) and only moves the bytes.
-// Streaming transports implement it; request/response transports (short
-// polling) answer from the resume path directly.
+// events already encoded (core.Event: the JSON bytes, plus the seq of a
+// durable event for framings that carry it, like SSE's id:) and only moves
+// the bytes. Streaming transports implement it; request/response transports
+// (polling) answer from the resume path directly.
 type Transport interface {
 	// Name is the transport's protocol name as listed by /v1/negotiate.
 	Name() string
 	// Write sends one encoded event.
-	Write(event []byte) error
+	Write(event core.Event) error
 	// WriteMany sends several events at once, so a burst costs one flush.
-	WriteMany(events ...[]byte) error
+	WriteMany(events ...core.Event) error
 	// Close ends the connection; the client resumes by cursor.
 	Close() error
 }

@@ -5,6 +5,7 @@ package poll
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/transports"
@@ -16,20 +17,26 @@ const Name = "polling"
 // New returns the short-polling endpoint.
 func New(svc *core.Service) transports.Endpoint {
 	return transports.Endpoint{Name: Name, Path: "/v1/poll", Handler: func(w http.ResponseWriter, r *http.Request, se core.Session) error {
-		cursor, err := transports.Cursor(r)
-		if err != nil {
-			return err
-		}
-		limit, err := transports.Uint(r, "limit", "invalid_limit")
-		if err != nil {
-			return err
-		}
-		page, err := svc.Sync(r.Context(), se, cursor, int(min(limit, core.MaxSyncEvents)))
-		if err != nil {
-			return err
-		}
-		return WritePage(w, page)
+		return Serve(w, r, svc, se, 0)
 	}}
+}
+
+// Serve answers a polling request, holding it up to wait (0: answer at
+// once). Short and long polling differ only in wait.
+func Serve(w http.ResponseWriter, r *http.Request, svc *core.Service, se core.Session, wait time.Duration) error {
+	cursor, err := transports.Cursor(r)
+	if err != nil {
+		return err
+	}
+	limit, err := transports.Uint(r, "limit", "invalid_limit")
+	if err != nil {
+		return err
+	}
+	page, err := svc.Poll(r.Context(), se, cursor, int(min(limit, core.MaxSyncEvents)), wait)
+	if err != nil {
+		return err
+	}
+	return WritePage(w, page)
 }
 
 // WritePage writes {"events":[...],"cursor":N,"has_more":bool}, the answer

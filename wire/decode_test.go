@@ -1,4 +1,4 @@
-package gateway
+package wire
 
 import (
 	"net/http"
@@ -61,7 +61,7 @@ func TestDecodeBytes(t *testing.T) {
 		Members []core.ID
 	}
 	var ok body
-	require.NoError(t, decodeBytes([]byte(` {"to":"42","content":"\ud83d\ude00"} `), &ok))
+	require.NoError(t, Decode([]byte(` {"to":"42","content":"\ud83d\ude00"} `), &ok))
 	assert.Equal(t, core.ID(42), *ok.To)
 	assert.Equal(t, "😀", ok.Content)
 
@@ -86,7 +86,7 @@ func TestDecodeBytes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var v body
-			err := decodeBytes([]byte(tc.in), &v)
+			err := Decode([]byte(tc.in), &v)
 			require.Error(t, err)
 			e := core.AsError(err)
 			assert.Equal(t, tc.code, e.Code, "%v", err)
@@ -105,7 +105,7 @@ func TestMaxBodyBytesHoldsTheLargestMessage(t *testing.T) {
 		Content     string   `json:"content"`
 		ClientMsgID string   `json:"client_msg_id"`
 	}
-	require.NoError(t, decodeBytes([]byte(body), &v))
+	require.NoError(t, Decode([]byte(body), &v))
 	assert.NoError(t, core.ValidContent(v.Content))
 }
 

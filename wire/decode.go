@@ -1,4 +1,7 @@
-package gateway
+// Package wire holds protocol v1's encoding rules, written once for the
+// gateway and every transport: strict JSON decoding of client input, the
+// body cap, and the one error object.
+package wire
 
 import (
 	"bytes"
@@ -11,8 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/chatgate/chatgate/core"
 )
 
@@ -24,34 +25,34 @@ const MaxBodyBytes = core.MaxMessageChars*12 + 16<<10
 // bodyReadTimeout bounds how long reading one request body may take.
 const bodyReadTimeout = 30 * time.Second
 
-var errBodyTooLarge = core.Errorf(core.KindTooLarge, "body_too_large", "request body exceeds %d bytes", MaxBodyBytes)
+// ErrBodyTooLarge answers a body above MaxBodyBytes.
+var ErrBodyTooLarge = core.Errorf(core.KindTooLarge, "body_too_large", "request body exceeds %d bytes", MaxBodyBytes)
 
 func badJSON(format string, args ...any) *core.Error {
 	return core.Errorf(core.KindInvalid, "invalid_json", format, args...)
 }
 
-// decode reads a JSON request body into v strictly: one JSON value, valid
+// DecodeRequest reads a JSON request body into v strictly: one JSON value, valid
 // UTF-8 (also in \u escapes), no unknown fields, right types. Nothing is
 // changed when it fails, since handlers act only after it succeeds.
-func decode(c echo.Context, v any) error {
-	r := c.Request()
+func DecodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
 	// A client that trickles its body must not hold a connection forever;
 	// the server has no global ReadTimeout because streams are long-lived.
-	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes))
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errBodyTooLarge
+			return ErrBodyTooLarge
 		}
 		return badJSON("could not read the request body: %v", err)
 	}
-	return decodeBytes(body, v)
+	return Decode(body, v)
 }
 
-// decodeBytes is decode for a body already read (shared with frame-based
-// transports).
-func decodeBytes(body []byte, v any) error {
+// Decode is DecodeRequest for a body already read, such as a WebSocket
+// frame.
+func Decode(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badJSON("request body is empty; expected a JSON object")
 	}

@@ -1,0 +1,286 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrSlowConsumer ends a stream whose client could not keep up: its queue
+// of live events filled up. Nothing is lost: the client reconnects with its
+// cursor and the resume path reads the missed durable events from the store.
+var ErrSlowConsumer = Errorf(KindUnavailable, "slow_consumer", "the connection fell too far behind; reconnect with your cursor")
+
+// Feed limits.
+const (
+	// StreamQueueEvents bounds the live events waiting for a streaming
+	// connection (SSE, WebSocket) before it is cut as a slow consumer.
+	StreamQueueEvents = 1024
+	// PollQueueEvents bounds the ephemeral events (presence, typing) kept
+	// for a polling device between its requests; older ones are dropped.
+	PollQueueEvents = 64
+)
+
+// Stream is the one resume path shared by every streaming transport: it
+// delivers every durable event after the cursor it was opened with, in seq
+// order, then live events, with no gap and no duplicate. It subscribes to
+// the bus before reading the backlog, and drops live durable events the
+// backlog already covered; a live event that would leave a gap (events of
+// concurrent sends can be published out of seq order) makes it read the
+// store again instead of delivering out of order.
+//
+// A Stream is used by one goroutine (the connection's writer); the bus
+// fills its bounded queue from others.
+type Stream struct {
+	svc    *Service
+	se     Session
+	cursor uint64 // last durable seq delivered
+	catch  bool   // the store holds events not yet delivered
+	q      queue
+	cancel func()
+	done   bool
+}
+
+// OpenStream starts a device's stream after cursor. The device counts as
+// connected (online) until Close.
+func (s *Service) OpenStream(se Session, cursor uint64) *Stream {
+	st := &Stream{svc: s, se: se, cursor: cursor, catch: true}
+	st.q.init(StreamQueueEvents, true)
+	st.cancel = s.bus.Subscribe(se.UserID, st.q.push)
+	s.presence.Connect(se.UserID, se.DeviceID)
+	return st
+}
+
+// Cursor is the seq of the last durable event delivered.
+func (st *Stream) Cursor() uint64 { return st.cursor }
+
+// Next returns the next events, at most limit durable ones from the
+// backlog at a time, blocking until there is at least one or ctx ends.
+func (st *Stream) Next(ctx context.Context, limit int) ([]Event, error) {
+	for {
+		if st.catch {
+			p, err := st.svc.Sync(ctx, st.se, st.cursor, limit)
+			if err != nil {
+				return nil, err
+			}
+			st.catch = p.HasMore
+			if len(p.Events) > 0 {
+				st.cursor = p.Cursor
+				return p.Events, nil
+			}
+		}
+		evs, overflow := st.q.take()
+		if overflow {
+			return nil, ErrSlowConsumer
+		}
+		out := evs[:0]
+		for _, e := range evs {
+			switch {
+			case !e.Durable():
+				out = append(out, e)
+			case e.Seq <= st.cursor || st.catch:
+				// Already delivered, or the store read will bring it.
+			case e.Seq == st.cursor+1:
+				st.cursor = e.Seq
+				out = append(out, e)
+			default:
+				st.catch = true // a gap: the store has what is missing
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		if st.catch {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-st.q.ready:
+		}
+	}
+}
+
+// Close unsubscribes and records the disconnect.
+func (st *Stream) Close() {
+	if st.done {
+		return
+	}
+	st.done = true
+	st.cancel()
+	st.svc.presence.Disconnect(st.se.UserID, st.se.DeviceID)
+}
+
+// queue is a bounded multi-producer queue with a wake-up channel.
+type queue struct {
+	mu       sync.Mutex
+	evs      []Event
+	max      int
+	overflow bool
+	// cut: a full queue is an overflow (streams); otherwise the oldest
+	// event is dropped (ephemeral events of polling devices).
+	cut   bool
+	ready chan struct{}
+}
+
+func (q *queue) init(max int, cut bool) {
+	q.max, q.cut, q.ready = max, cut, make(chan struct{}, 1)
+}
+
+func (q *queue) push(e Event) {
+	q.mu.Lock()
+	switch {
+	case q.overflow:
+	case len(q.evs) < q.max:
+		q.evs = append(q.evs, e)
+	case q.cut:
+		q.overflow, q.evs = true, nil
+	default:
+		copy(q.evs, q.evs[1:])
+		q.evs[len(q.evs)-1] = e
+	}
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *queue) wake() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) take() ([]Event, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	evs, of := q.evs, q.overflow
+	q.evs = nil
+	return evs, of
+}
+
+// mailbox keeps a polling device's ephemeral events between its requests
+// and wakes its long polls on any event. Durable events are not queued:
+// polls read them from the store, so they only wake.
+type mailbox struct {
+	q        queue
+	cancel   func()
+	lastUsed time.Time // guarded by Service.mbMu
+	holders  int       // requests using it, guarded by Service.mbMu
+}
+
+func (m *mailbox) push(e Event) {
+	if e.Durable() {
+		m.q.wake()
+		return
+	}
+	m.q.push(e)
+}
+
+// MaxPollWait bounds a long poll's wait.
+const MaxPollWait = 60 * time.Second
+
+// Poll answers one polling request: the durable events after cursor (the
+// same resume path as every transport) followed by the ephemeral events
+// queued for this device since its last poll. With wait > 0 it holds the
+// request until there is an event or wait passes (long polling), woken by
+// the live event itself.
+func (s *Service) Poll(ctx context.Context, se Session, cursor uint64, limit int, wait time.Duration) (Page, error) {
+	mb := s.acquireMailbox(se)
+	defer s.releaseMailbox(se, mb)
+	var deadline <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(min(wait, MaxPollWait))
+		defer t.Stop()
+		deadline = t.C
+		// A held request is a connection: the device stays online for as
+		// long as it waits, even past the offline window.
+		s.presence.Connect(se.UserID, se.DeviceID)
+		defer s.presence.Disconnect(se.UserID, se.DeviceID)
+	}
+	for {
+		p, err := s.Sync(ctx, se, cursor, limit)
+		if err != nil {
+			return Page{}, err
+		}
+		if eph, _ := mb.q.take(); len(eph) > 0 {
+			p.Events = append(p.Events, eph...)
+		}
+		if len(p.Events) > 0 || deadline == nil {
+			return p, nil
+		}
+		select {
+		case <-mb.q.ready:
+		case <-deadline:
+			return p, nil
+		case <-ctx.Done():
+			return Page{}, ctx.Err()
+		}
+	}
+}
+
+func (s *Service) acquireMailbox(se Session) *mailbox {
+	s.mbMu.Lock()
+	defer s.mbMu.Unlock()
+	mb := s.mailboxes[se.DeviceID]
+	if mb == nil {
+		mb = &mailbox{}
+		mb.q.init(PollQueueEvents, false)
+		mb.cancel = s.bus.Subscribe(se.UserID, mb.push)
+		s.mailboxes[se.DeviceID] = mb
+	}
+	mb.holders++
+	return mb
+}
+
+func (s *Service) releaseMailbox(se Session, mb *mailbox) {
+	s.mbMu.Lock()
+	defer s.mbMu.Unlock()
+	mb.holders--
+	mb.lastUsed = time.Now()
+}
+
+// expireMailboxes drops the mailboxes of devices that stopped polling: no
+// request for longer than the offline window.
+func (s *Service) expireMailboxes(all bool) {
+	s.mbMu.Lock()
+	defer s.mbMu.Unlock()
+	for id, mb := range s.mailboxes {
+		if all || (mb.holders == 0 && time.Since(mb.lastUsed) > s.cfg.OfflineAfter) {
+			mb.cancel()
+			delete(s.mailboxes, id)
+		}
+	}
+}
+
+// Typing tells the other members of conv that the caller is typing. It is
+// ephemeral: never stored, no seq, only for devices connected now.
+func (s *Service) Typing(ctx context.Context, se Session, conv string) error {
+	p, ok := ParseConv(conv)
+	if !ok {
+		return ErrConvNotFound
+	}
+	var to []ID
+	if p.Group == 0 {
+		if !p.HasUser(se.UserID) {
+			return ErrConvNotFound
+		}
+		to = []ID{p.Peer(se.UserID)}
+	} else {
+		g, err := s.store.Group(ctx, p.Group)
+		if errors.Is(err, ErrGroupNotFound) || (err == nil && !g.Has(se.UserID)) {
+			return ErrConvNotFound
+		}
+		if err != nil {
+			return err
+		}
+		to = g.Members
+	}
+	ev := TypingEvent(conv, se.UserID)
+	for _, uid := range to {
+		if uid != se.UserID {
+			s.bus.Publish(uid, ev)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+// Package ws is the WebSocket transport (github.com/olahol/melody): GET
+// /v1/ws?cursor=N upgrades to a socket carrying one JSON event per text
+// frame from the server, and send, heartbeat and typing frames from the
+// client.
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+
+	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/transports"
+	"github.com/chatgate/chatgate/wire"
+)
+
+// Name is the protocol name of WebSocket.
+const Name = "websocket"
+
+// Options tune the transport.
+type Options struct {
+	// PingPeriod is how often the server pings; a client that has not
+	// answered within PongWait is disconnected.
+	PingPeriod, PongWait time.Duration
+	// QueueFrames bounds the frames waiting to be written to one socket.
+	// A full queue disconnects the client (it resumes by cursor): melody
+	// would otherwise drop the frame silently.
+	QueueFrames int
+}
+
+// DefaultOptions are the production settings.
+var DefaultOptions = Options{PingPeriod: 20 * time.Second, PongWait: 30 * time.Second, QueueFrames: 256}
+
+const keySession, keyCursor, keyConn = "se", "cursor", "conn"
+
+// conn is the per-socket state kept in the melody session.
+type conn struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns the WebSocket endpoint.
+func New(svc *core.Service, o Options) transports.Endpoint {
+	m := melody.New()
+	m.Config.MaxMessageSize = wire.MaxBodyBytes // melody's default of 512 bytes would cut messages
+	m.Config.MessageBufferSize = o.QueueFrames
+	m.Config.PingPeriod, m.Config.PongWait = o.PingPeriod, o.PongWait
+	m.Config.WriteWait = 10 * time.Second
+	// Any origin may connect: sockets authenticate with a token, never a
+	// cookie, so a foreign page cannot borrow a user's session.
+	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true }
+
+	m.HandleConnect(func(s *melody.Session) {
+		se := s.MustGet(keySession).(core.Session)
+		cursor := s.MustGet(keyCursor).(uint64)
+		ctx, cancel := context.WithCancel(context.Background())
+		c := &conn{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		s.Set(keyConn, c)
+		go func() {
+			defer close(c.done)
+			_ = transports.Pump(ctx, svc, se, cursor, transport{s}, 0, nil)
+			_ = s.Close()
+		}()
+	})
+	m.HandleDisconnect(func(s *melody.Session) {
+		if v, ok := s.Get(keyConn); ok {
+			c := v.(*conn)
+			c.cancel()
+			<-c.done // the pump ends with the socket: no goroutine outlives it
+		}
+	})
+	m.HandleError(func(s *melody.Session, err error) {
+		if errors.Is(err, melody.ErrMessageBufferFull) {
+			_ = s.Close() // a slow consumer: cut it, it resumes by cursor
+		}
+	})
+	m.HandleMessage(func(s *melody.Session, msg []byte) {
+		se := s.MustGet(keySession).(core.Session)
+		v, _ := s.Get(keyConn)
+		c, _ := v.(*conn)
+		if c == nil {
+			return
+		}
+		if out := handleFrame(c.ctx, svc, se, msg); out != nil {
+			_ = s.Write(out)
+		}
+	})
+
+	return transports.Endpoint{Name: Name, Path: "/v1/ws", Handler: func(w http.ResponseWriter, r *http.Request, se core.Session) error {
+		cursor, err := transports.Cursor(r)
+		if err != nil {
+			return err
+		}
+		if !websocket.IsWebSocketUpgrade(r) {
+			return core.Errorf(core.KindInvalid, "websocket_upgrade_required", "this endpoint needs a WebSocket upgrade request")
+		}
+		// After a successful upgrade this returns when the socket closes; a
+		// failed upgrade has already been answered by the upgrader.
+		_ = m.HandleRequestWithKeys(w, r, map[string]any{keySession: se, keyCursor: cursor})
+		return nil
+	}}
+}
+
+// frame is any client frame; which fields count depends on Type.
+type frame struct {
+	Type string `json:"type"`
+	core.SendInput
+	ConversationID string `json:"conversation_id"`
+}
+
+// handleFrame acts on one client frame and returns the answer frame, if
+// any. Every frame counts as activity of the device.
+func handleFrame(ctx context.Context, svc *core.Service, se core.Session, msg []byte) []byte {
+	svc.Heartbeat(se)
+	var f frame
+	if err := wire.Decode(msg, &f); err != nil {
+		return wire.ErrorEvent(core.AsError(err), "")
+	}
+	switch f.Type {
+	case "send":
+		res, err := svc.Send(ctx, se, f.SendInput)
+		if err != nil {
+			return wire.ErrorEvent(core.AsError(err), f.ClientMsgID)
+		}
+		b, _ := json.Marshal(struct {
+			Type        string          `json:"type"`
+			ClientMsgID string          `json:"client_msg_id"`
+			Message     json.RawMessage `json:"message"`
+		}{"sent", f.ClientMsgID, res.Raw})
+		return b
+	case "heartbeat":
+		return nil
+	case "typing":
+		if err := svc.Typing(ctx, se, f.ConversationID); err != nil {
+			return wire.ErrorEvent(core.AsError(err), "")
+		}
+		return nil
+	}
+	return wire.ErrorEvent(core.Errorf(core.KindInvalid, "unknown_frame_type", "unknown frame type %q; expected send, heartbeat or typing", f.Type), f.ClientMsgID)
+}
+
+// transport writes events to one melody session, one per text frame.
+type transport struct{ s *melody.Session }
+
+var _ transports.Transport = transport{}
+
+func (t transport) Name() string { return Name }
+
+func (t transport) Write(ev core.Event) error { return t.s.Write(ev.Data) }
+
+func (t transport) WriteMany(evs ...core.Event) error {
+	for _, e := range evs {
+		if err := t.s.Write(e.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t transport) Close() error { return t.s.Close() }

@@ -1,0 +1,61 @@
+package wire
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/chatgate/chatgate/core"
+)
+
+var statusOf = map[core.Kind]int{
+	core.KindInvalid:      http.StatusBadRequest,
+	core.KindUnauthorized: http.StatusUnauthorized,
+	core.KindForbidden:    http.StatusForbidden,
+	core.KindNotFound:     http.StatusNotFound,
+	core.KindConflict:     http.StatusConflict,
+	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
+	core.KindUnavailable:  http.StatusServiceUnavailable,
+	core.KindInternal:     http.StatusInternalServerError,
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// ErrorBody is the protocol's one error object for e.
+func ErrorBody(e *core.Error) any {
+	var b errorBody
+	b.Error.Code, b.Error.Message = e.Code, e.Message
+	return b
+}
+
+// Status is the HTTP status of e.
+func Status(e *core.Error) int { return statusOf[e.Kind] }
+
+// Token returns the bearer token of r: the Authorization header, or the
+// access_token query parameter for EventSource and WebSocket clients,
+// which cannot set headers.
+func Token(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// ErrorEvent encodes the error as an event object:
+// {"type":"error","error":{"code","message"},"client_msg_id":".."}.
+func ErrorEvent(e *core.Error, clientMsgID string) []byte {
+	b, _ := json.Marshal(struct {
+		Type        string    `json:"type"`
+		Error       errorBody `json:"error"`
+		ClientMsgID string    `json:"client_msg_id,omitempty"`
+	}{"error", ErrorBody(e).(errorBody), clientMsgID})
+	return b
+}
