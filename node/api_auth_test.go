@@ -43,6 +43,7 @@ func TestAPISignupLoginShapes(t *testing.T) {
 	requireUserShape(t, lm["user"].(map[string]any))
 	assert.Equal(t, uid, lm["user"].(map[string]any)["id"])
 	requireID(t, lm["device_id"], "device_id")
+	assert.Equal(t, float64(0), lm["cursor"], "login reports the inbox head (empty)")
 	require.NotEmpty(t, lm["token"])
 	assert.NotEqual(t, signupToken, lm["token"], "each login gets its own token")
 
@@ -297,4 +298,33 @@ func TestAPIUnknownEndpointAndMethod(t *testing.T) {
 	anon := testkit.NewClient(t, n.URL())
 	requireError(t, anon.Do("GET", "/v1/nope", nil), http.StatusNotFound, "not_found")
 	requireError(t, anon.Do("GET", "/v1/me", nil), http.StatusUnauthorized, "unauthorized")
+}
+
+func TestAPICORS(t *testing.T) {
+	n := testkit.Start(t)
+	req, err := http.NewRequest("OPTIONS", n.URL()+"/v1/messages", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Less(t, resp.StatusCode, 300)
+	assert.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization")
+	assert.Contains(t, resp.Header.Get("Access-Control-Allow-Methods"), "POST")
+
+	// Real answers carry the header too, and expose the replay marker.
+	a := testkit.Signup(t, n.URL(), "cors")
+	req, err = http.NewRequest("GET", n.URL()+"/v1/me", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Authorization", "Bearer "+a.Token)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "Idempotent-Replayed")
 }

@@ -192,6 +192,14 @@ func TestAPIGroupMessagesFanOut(t *testing.T) {
 	evs, _ = outsider.PollAll(0)
 	require.Len(t, evs, 1)
 	assert.Equal(t, second["id"], evs[0]["message"].(map[string]any)["id"])
+	// The former member's conversation list drops the group (and with it an
+	// unread count of messages it may not read); the new member's unread
+	// count starts at joining.
+	assert.Nil(t, findConv(conversations(t, c), "g_"+gid))
+	nc := findConv(conversations(t, outsider), "g_"+gid)
+	require.NotNil(t, nc)
+	assert.Equal(t, float64(1), nc["unread_count"])
+	assert.Equal(t, second, nc["last_message"])
 	evs, _ = b.PollAll(0)
 	require.Len(t, evs, 2)
 	requireSeqs(t, evs, 1)
