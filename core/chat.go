@@ -60,7 +60,7 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 // their last activity, since nobody will be connected to this node after it.
 func (s *Service) Close() {
 	for _, uid := range s.presence.OnlineUsers() {
-		if p, ok := s.presence.Snapshot(uid); ok {
+		if p, ok := s.presence.Snapshot(uid); ok && p.Status == Online {
 			p.Status = Offline
 			if err := s.store.SavePresence(context.Background(), uid, p); err != nil {
 				s.log.Warn("store presence at shutdown", "user", uid, "err", err)
@@ -127,8 +127,12 @@ func (s *Service) presenceLoop(ctx context.Context) {
 			wg.Add(1)
 			go func(uid ID, p Presence) {
 				defer wg.Done()
-				if err := s.store.SavePresence(ctx, uid, p); err != nil && ctx.Err() == nil {
-					s.log.Error("store presence", "user", uid, "err", err)
+				if err := s.store.SavePresence(ctx, uid, p); err != nil {
+					if ctx.Err() == nil {
+						s.log.Error("store presence", "user", uid, "err", err)
+					}
+				} else {
+					s.presence.Stored(uid, p)
 				}
 				friends, _, _, err := s.store.FriendEdges(ctx, uid)
 				if err != nil {

@@ -22,6 +22,9 @@ type PresenceEngine struct {
 
 	mu    sync.Mutex
 	users map[ID]*userActivity // online users only
+	// gone holds users who went offline and whose offline record the
+	// store may not have yet, so readers never see a stale last_active_at.
+	gone map[ID]Presence
 
 	changes chan PresenceChange
 }
@@ -42,6 +45,7 @@ func NewPresenceEngine(offlineAfter time.Duration) *PresenceEngine {
 		offlineAfter: offlineAfter,
 		now:          time.Now,
 		users:        make(map[ID]*userActivity),
+		gone:         make(map[ID]Presence),
 		changes:      make(chan PresenceChange, 1<<16),
 	}
 }
@@ -89,7 +93,23 @@ func (p *PresenceEngine) update(uid, did ID, conns int) {
 // emit queues a change; callers hold p.mu so that changes of one user reach
 // the channel in the order they happened. A full channel blocks activity
 // recording until the consumer catches up (backpressure, not loss).
-func (p *PresenceEngine) emit(c PresenceChange) { p.changes <- c }
+func (p *PresenceEngine) emit(c PresenceChange) {
+	if c.Status == Offline {
+		p.gone[c.UserID] = c.Presence
+	} else {
+		delete(p.gone, c.UserID)
+	}
+	p.changes <- c
+}
+
+// Stored tells the engine that the store now holds pr for uid.
+func (p *PresenceEngine) Stored(uid ID, pr Presence) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g, ok := p.gone[uid]; ok && g == pr {
+		delete(p.gone, uid)
+	}
+}
 
 // Forget removes a device at once (logout); if it was the user's last
 // active device the user goes offline now, not after the window.
@@ -119,13 +139,16 @@ func (p *PresenceEngine) Online(uid ID) bool {
 	return p.users[uid] != nil
 }
 
-// Snapshot returns the live presence of uid if online.
-func (p *PresenceEngine) Snapshot(uid ID) (Presence, bool) {
+// Snapshot returns the live presence of uid if online, or the offline
+// presence of a user who went offline recently and whose record the store
+// may not hold yet; ok is false when the store's record is current.
+func (p *PresenceEngine) Snapshot(uid ID) (pr Presence, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	u := p.users[uid]
 	if u == nil {
-		return Presence{}, false
+		pr, ok = p.gone[uid]
+		return pr, ok
 	}
 	var last time.Time
 	for _, d := range u.devices {
