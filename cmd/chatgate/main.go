@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -36,6 +38,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.PushSecret, "push-secret", "", "HMAC-SHA256 key that signs webhook pushes")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
+	debugAddr := fs.String("debug-addr", "", "if set, serve net/http/pprof on this address (keep it private)")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may take at shutdown")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatgate [flags]\n\nEvery flag can also be set by an environment variable: -push-webhook is CHATGATE_PUSH_WEBHOOK.\nA flag on the command line wins over the variable.\n\n")
@@ -57,6 +60,16 @@ func run(args []string) error {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	cfg.Logger = slog.New(h)
+
+	if *debugAddr != "" {
+		// pprof registers itself on http.DefaultServeMux, which nothing
+		// else uses: the API has its own router.
+		go func() {
+			if err := http.ListenAndServe(*debugAddr, nil); err != nil {
+				cfg.Logger.Error("debug listener", "err", err)
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
