@@ -3,7 +3,9 @@ package buntdb
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -98,6 +100,52 @@ func TestCommitterSerialisesWrites(t *testing.T) {
 		n := 0
 		tx.AscendKeys("j:*", func(string, string) bool { n++; return true })
 		require.Zero(t, n, "no journal key left after a clean close")
+		return nil
+	}))
+}
+
+// Open compacts a big file that is mostly garbage and keeps every live key.
+func TestOpenCompacts(t *testing.T) {
+	old := CompactAbove
+	CompactAbove = 1 << 10
+	defer func() { CompactAbove = old }()
+	dir := t.TempDir()
+	ids, _ := core.NewSnowflake(1)
+	s, err := Open(dir, ids, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := 0; i < 300; i++ {
+		require.NoError(t, s.write(ctx, 0, func(w *wtx) error {
+			w.set("k", strings.Repeat("v", i)) // overwritten: garbage
+			return nil
+		}))
+	}
+	require.NoError(t, s.write(ctx, 0, func(w *wtx) error { w.set("keep", "1"); return nil }))
+	require.NoError(t, s.Close())
+	path := filepath.Join(dir, "chatgate.db")
+	before, _ := os.Stat(path)
+
+	s, err = Open(dir, ids, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	after, _ := os.Stat(path)
+	require.Less(t, after.Size()*2, before.Size(), "compacted")
+	require.NoError(t, s.db.View(func(tx *buntdb.Tx) error {
+		k, _ := tx.Get("k")
+		keep, _ := tx.Get("keep")
+		require.Equal(t, strings.Repeat("v", 299), k)
+		require.Equal(t, "1", keep)
+		return nil
+	}))
+	// Writes after compaction are durable through the new file.
+	require.NoError(t, s.write(ctx, 0, func(w *wtx) error { w.set("later", "1"); return nil }))
+	require.NoError(t, s.Close())
+	s, err = Open(dir, ids, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.db.View(func(tx *buntdb.Tx) error {
+		v, err := tx.Get("later")
+		require.NoError(t, err)
+		require.Equal(t, "1", v)
 		return nil
 	}))
 }

@@ -44,50 +44,118 @@ var _ core.Store = (*Store)(nil)
 // larger counts as "9999+".
 const maxUnreadCount = 9999
 
+// CompactAbove is the file size above which Open compacts the file when
+// that at least halves it.
+var CompactAbove int64 = 64 << 20
+
 // Open opens (creating if needed) the store in dir. ids assigns message ids.
 func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	path := filepath.Join(dir, "chatgate.db")
+	s := &Store{
+		ids: ids, log: log,
+		reqs:    make(chan *writeReq, maxBatchReqs),
+		closing: make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if err := s.open(path); err != nil {
+		return nil, err
+	}
+	if err := s.replay(); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("replay journal: %w", err)
+	}
+	if err := s.compact(path); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := s.observeLastID(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	go s.committer()
+	return s, nil
+}
+
+func (s *Store) open(path string) error {
 	db, err := buntdb.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", path, err)
 	}
 	// Durability is ours (commit.go): buntdb must neither fsync on its own
 	// schedule nor rewrite the file behind our sync descriptor (its shrink
 	// renames a file it never fsyncs).
 	if err := db.SetConfig(buntdb.Config{SyncPolicy: buntdb.Never, AutoShrinkDisabled: true}); err != nil {
 		db.Close()
-		return nil, err
+		return err
 	}
 	f, err := openSync(path)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open %s for sync: %w", path, err)
+		return fmt.Errorf("open %s for sync: %w", path, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the file's directory entry durable
-		d.Close()
-	}
-	s := &Store{
-		db: db, sync: f, ids: ids, log: log,
-		reqs:    make(chan *writeReq, maxBatchReqs),
-		closing: make(chan struct{}),
-		stopped: make(chan struct{}),
-	}
-	if err := s.replay(); err != nil {
-		f.Close()
+	if err := syncDir(filepath.Dir(path)); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("replay journal: %w", err)
-	}
-	if err := s.observeLastID(); err != nil {
 		f.Close()
-		db.Close()
-		return nil, err
+		return err
 	}
-	go s.committer()
-	return s, nil
+	s.db, s.sync = db, f
+	return nil
+}
+
+func (s *Store) closeFiles() { s.sync.Close(); s.db.Close() }
+
+// syncDir makes a directory's entries (a new or renamed file) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// compact rewrites the append-only file with only the live keys when it is
+// big and mostly garbage (every message is written twice, journal and
+// keys). Unlike buntdb's own shrink it fsyncs the new file before renaming
+// it over the old one, and the directory after, so a crash at any point
+// leaves one complete file. It runs at start, before any write.
+func (s *Store) compact(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() < CompactAbove {
+		return err
+	}
+	tmp := path + ".compact"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // a no-op once renamed
+	err = s.db.Save(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	nfi, err := os.Stat(tmp)
+	if err != nil || nfi.Size()*2 > fi.Size() {
+		return err // not worth it
+	}
+	s.closeFiles()
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	s.log.Info("compacted data file", "from_bytes", fi.Size(), "to_bytes", nfi.Size())
+	return s.open(path)
 }
 
 // Close finishes queued writes, makes them durable and closes the file.
