@@ -43,10 +43,14 @@ type Stream struct {
 }
 
 // OpenStream starts a device's stream after cursor. The device counts as
-// connected (online) until Close.
-func (s *Service) OpenStream(se Session, cursor uint64) *Stream {
+// connected (online) until Close. cut is called once, from the publishing
+// goroutine, when the queue overflows: the transport should close its
+// connection at once (a writer blocked on a stuck client would otherwise
+// notice only at its next write); Next then returns ErrSlowConsumer.
+func (s *Service) OpenStream(se Session, cursor uint64, cut func()) *Stream {
 	st := &Stream{svc: s, se: se, cursor: cursor, catch: true}
 	st.q.init(StreamQueueEvents, true)
+	st.q.onCut = cut
 	st.cancel = s.bus.Subscribe(se.UserID, st.q.push)
 	s.presence.Connect(se.UserID, se.DeviceID)
 	return st
@@ -121,6 +125,7 @@ type queue struct {
 	// cut: a full queue is an overflow (streams); otherwise the oldest
 	// event is dropped (ephemeral events of polling devices).
 	cut   bool
+	onCut func()
 	ready chan struct{}
 }
 
@@ -130,17 +135,21 @@ func (q *queue) init(max int, cut bool) {
 
 func (q *queue) push(e Event) {
 	q.mu.Lock()
+	cutNow := false
 	switch {
 	case q.overflow:
 	case len(q.evs) < q.max:
 		q.evs = append(q.evs, e)
 	case q.cut:
-		q.overflow, q.evs = true, nil
+		q.overflow, q.evs, cutNow = true, nil, true
 	default:
 		copy(q.evs, q.evs[1:])
 		q.evs[len(q.evs)-1] = e
 	}
 	q.mu.Unlock()
+	if cutNow && q.onCut != nil {
+		q.onCut()
+	}
 	q.wake()
 }
 

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/chatgate/chatgate/core"
-	"github.com/chatgate/chatgate/wire"
 )
 
 // StreamBatch is how many backlog events a streaming transport writes at a
@@ -14,11 +13,12 @@ import (
 const StreamBatch = 100
 
 // Pump moves a device's events from the core's resume path to t until ctx
-// ends or writing fails. Every idle period of heartbeat it calls ping (for
+// ends or writing fails. A client too slow for its bounded queue is cut at
+// once through t.Close. Every idle period of heartbeat it calls ping (for
 // transports that keep proxies awake themselves, ping may be nil). It is
 // the one loop SSE and WebSocket share.
 func Pump(ctx context.Context, svc *core.Service, se core.Session, cursor uint64, t Transport, heartbeat time.Duration, ping func() error) error {
-	st := svc.OpenStream(se, cursor)
+	st := svc.OpenStream(se, cursor, func() { _ = t.Close() })
 	defer st.Close()
 	for {
 		wctx, cancel := ctx, context.CancelFunc(func() {})
@@ -34,10 +34,6 @@ func Pump(ctx context.Context, svc *core.Service, se core.Session, cursor uint64
 				return err
 			}
 			continue
-		case errors.Is(err, core.ErrSlowConsumer):
-			// Say why before closing; the client resumes by cursor.
-			_ = t.Write(ErrorEvent(core.ErrSlowConsumer, ""))
-			return err
 		default:
 			return err
 		}
@@ -45,11 +41,4 @@ func Pump(ctx context.Context, svc *core.Service, se core.Session, cursor uint64
 			return err
 		}
 	}
-}
-
-// ErrorEvent encodes {"type":"error","error":{...},"client_msg_id":..}, the
-// event a streaming transport sends for a failed client frame or before it
-// closes a connection for a reason the client should know.
-func ErrorEvent(err error, clientMsgID string) core.Event {
-	return core.Event{Type: "error", Data: wire.ErrorEvent(core.AsError(err), clientMsgID)}
 }

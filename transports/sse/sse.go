@@ -11,8 +11,10 @@
 package sse
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/chatgate/chatgate/core"
@@ -72,6 +74,9 @@ type transport struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	buf     []byte
+
+	mu     sync.Mutex // orders deadline changes of writes and Close
+	closed bool
 }
 
 var _ transports.Transport = (*transport)(nil)
@@ -98,12 +103,26 @@ func (t *transport) WriteMany(evs ...core.Event) error {
 }
 
 func (t *transport) raw(b []byte) error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return errClosed
+	}
 	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
+	t.mu.Unlock()
 	if _, err := t.w.Write(b); err != nil {
 		return err
 	}
 	return t.rc.Flush()
 }
 
-// Close is a no-op: the stream ends when the handler returns.
-func (t *transport) Close() error { return nil }
+var errClosed = errors.New("sse: stream closed")
+
+// Close cuts the stream: a write in progress fails at once (its deadline
+// becomes now) and later writes are refused, so the handler returns.
+func (t *transport) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	return t.rc.SetWriteDeadline(time.Now())
+}

@@ -163,4 +163,9 @@ func (t transport) WriteMany(evs ...core.Event) error {
 	return nil
 }
 
-func (t transport) Close() error { return t.s.Close() }
+// Close cuts the socket with close code 1013 (try again later): the only
+// reason the core closes a transport is a client too slow for its queue,
+// which should reconnect with its cursor.
+func (t transport) Close() error {
+	return t.s.CloseWithMsg(websocket.FormatCloseMessage(websocket.CloseTryAgainLater, core.ErrSlowConsumer.Code))
+}
