@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,10 @@ type Service struct {
 
 	mbMu      sync.Mutex
 	mailboxes map[ID]*mailbox // polling devices, by device id
+	streams   atomic.Int64
+	polls     atomic.Int64
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -47,6 +52,7 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 		presence:  NewPresenceEngine(cfg.OfflineAfter),
 		pusher:    newPusher(store, notifier, log),
 		mailboxes: make(map[ID]*mailbox),
+		draining:  make(chan struct{}),
 		cancel:    cancel,
 	}
 	s.wg.Add(3)
@@ -71,6 +77,12 @@ func (s *Service) Close() {
 	s.wg.Wait()
 	s.expireMailboxes(true)
 }
+
+// Drain ends every open stream (Next returns ErrDraining) and answers
+// held long polls at once, so a shutting-down server does not wait for
+// connections that would never end by themselves. Clients reconnect, to
+// another node if discovery says so, and resume by cursor.
+func (s *Service) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 // Config returns the service configuration.
 func (s *Service) Config() Config { return s.cfg }

@@ -12,6 +12,9 @@ import (
 // cursor and the resume path reads the missed durable events from the store.
 var ErrSlowConsumer = Errorf(KindUnavailable, "slow_consumer", "the connection fell too far behind; reconnect with your cursor")
 
+// ErrDraining ends streams of a server that is shutting down.
+var ErrDraining = Errorf(KindUnavailable, "server_draining", "the server is shutting down; reconnect with your cursor")
+
 // Feed limits.
 const (
 	// StreamQueueEvents bounds the live events waiting for a streaming
@@ -53,6 +56,7 @@ func (s *Service) OpenStream(se Session, cursor uint64, cut func()) *Stream {
 	st.q.onCut = cut
 	st.cancel = s.bus.Subscribe(se.UserID, st.q.push)
 	s.presence.Connect(se.UserID, se.DeviceID)
+	s.streams.Add(1)
 	return st
 }
 
@@ -101,6 +105,8 @@ func (st *Stream) Next(ctx context.Context, limit int) ([]Event, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-st.svc.draining:
+			return nil, ErrDraining
 		case <-st.q.ready:
 		}
 	}
@@ -112,6 +118,7 @@ func (st *Stream) Close() {
 		return
 	}
 	st.done = true
+	st.svc.streams.Add(-1)
 	st.cancel()
 	st.svc.presence.Disconnect(st.se.UserID, st.se.DeviceID)
 }
@@ -186,6 +193,21 @@ func (m *mailbox) push(e Event) {
 	m.q.push(e)
 }
 
+// Stats are live gauges of the node's connections.
+type Stats struct {
+	Streams   int64 `json:"streams"`   // open streaming connections (SSE, WebSocket)
+	Polls     int64 `json:"polls"`     // polling requests in progress (held long polls among them)
+	Mailboxes int   `json:"mailboxes"` // polling devices with a live mailbox
+}
+
+// Stats returns the current gauges.
+func (s *Service) Stats() Stats {
+	s.mbMu.Lock()
+	n := len(s.mailboxes)
+	s.mbMu.Unlock()
+	return Stats{Streams: s.streams.Load(), Polls: s.polls.Load(), Mailboxes: n}
+}
+
 // MaxPollWait bounds a long poll's wait.
 const MaxPollWait = 60 * time.Second
 
@@ -197,6 +219,8 @@ const MaxPollWait = 60 * time.Second
 func (s *Service) Poll(ctx context.Context, se Session, cursor uint64, limit int, wait time.Duration) (Page, error) {
 	mb := s.acquireMailbox(se)
 	defer s.releaseMailbox(se, mb)
+	s.polls.Add(1)
+	defer s.polls.Add(-1)
 	var deadline <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(min(wait, MaxPollWait))
@@ -221,6 +245,8 @@ func (s *Service) Poll(ctx context.Context, se Session, cursor uint64, limit int
 		select {
 		case <-mb.q.ready:
 		case <-deadline:
+			return p, nil
+		case <-s.draining:
 			return p, nil
 		case <-ctx.Done():
 			return Page{}, ctx.Err()

@@ -28,16 +28,17 @@ import (
 // Config is everything a node needs; cmd/chatgate fills it from flags and
 // environment variables.
 type Config struct {
-	Addr              string        // listen address, e.g. ":8080"
-	DataDir           string        // buntdb directory
-	NodeID            int           // snowflake node id, 0..1023
-	PublicURL         string        // base URL clients are sent to; empty: as reached
-	HeartbeatInterval time.Duration // what clients are told to send
-	OfflineAfter      time.Duration // silence before a user is offline
-	PushWebhook       string        // webhook URL; empty: log notifier
-	PushSecret        string        // HMAC key of webhook pushes
-	StreamHeartbeat   time.Duration // SSE ping comment and WebSocket ping period; default 15 s
-	Logger            *slog.Logger
+	Addr               string        // listen address, e.g. ":8080"
+	DataDir            string        // buntdb directory
+	NodeID             int           // snowflake node id, 0..1023
+	PublicURL          string        // base URL clients are sent to; empty: as reached
+	HeartbeatInterval  time.Duration // what clients are told to send
+	OfflineAfter       time.Duration // silence before a user is offline
+	PushWebhook        string        // webhook URL; empty: log notifier
+	PushSecret         string        // HMAC key of webhook pushes
+	StreamHeartbeat    time.Duration // SSE ping comment and WebSocket ping period; default 15 s
+	StreamWriteTimeout time.Duration // a stream write blocked this long cuts the client; default 10 s
+	Logger             *slog.Logger
 }
 
 // Defaults returns the single-node defaults.
@@ -55,6 +56,7 @@ type Node struct {
 	svc   *core.Service
 	srv   *http.Server
 	ln    net.Listener
+	eps   []transports.Endpoint
 	done  chan error
 }
 
@@ -94,9 +96,13 @@ func Start(cfg Config) (*Node, error) {
 	if hb <= 0 {
 		hb = 15 * time.Second
 	}
+	wt := cfg.StreamWriteTimeout
+	if wt <= 0 {
+		wt = 10 * time.Second
+	}
 	eps := []transports.Endpoint{
-		ws.New(svc, ws.Options{PingPeriod: hb, PongWait: hb * 2, QueueFrames: ws.DefaultOptions.QueueFrames}),
-		sse.New(svc, sse.Options{Heartbeat: hb, WriteTimeout: sse.DefaultOptions.WriteTimeout}),
+		ws.New(svc, ws.Options{PingPeriod: hb, PongWait: hb * 2, QueueFrames: ws.DefaultOptions.QueueFrames, WriteTimeout: wt}),
+		sse.New(svc, sse.Options{Heartbeat: hb, WriteTimeout: wt}),
 		longpoll.New(svc),
 		poll.New(svc),
 	}
@@ -111,6 +117,10 @@ func Start(cfg Config) (*Node, error) {
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 	}
+	// Shutdown waits for requests to finish; streams and held long polls
+	// would never finish by themselves, so they are drained first.
+	n.srv.RegisterOnShutdown(svc.Drain)
+	n.eps = eps
 	go func() { n.done <- n.srv.Serve(ln) }()
 	log.Info("chatgate listening", "addr", ln.Addr().String(), "data", cfg.DataDir, "node_id", cfg.NodeID)
 	return n, nil
@@ -132,6 +142,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	err := n.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = errors.Join(err, n.srv.Close())
+	}
+	n.svc.Drain() // also when Serve never ran its shutdown hooks
+	for _, ep := range n.eps {
+		if ep.Close != nil {
+			err = errors.Join(err, ep.Close())
+		}
 	}
 	n.svc.Close()
 	if serr := <-n.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

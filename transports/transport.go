@@ -37,6 +37,10 @@ type Endpoint struct {
 	Name    string // protocol name, e.g. "polling"
 	Path    string // e.g. "/v1/poll"
 	Handler HandlerFunc
+	// Close, if set, releases what the transport holds beyond its requests
+	// (WebSocket sessions outlive the HTTP server's shutdown); the node
+	// calls it after the server has stopped.
+	Close func() error
 }
 
 // Cursor reads the resume position of a request: the cursor query

@@ -19,19 +19,18 @@ var statusOf = map[core.Kind]int{
 	core.KindInternal:     http.StatusInternalServerError,
 }
 
+// errorObject is {"code","message"}, the error of every error answer.
+type errorObject struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Error errorObject `json:"error"`
 }
 
 // ErrorBody is the protocol's one error object for e.
-func ErrorBody(e *core.Error) any {
-	var b errorBody
-	b.Error.Code, b.Error.Message = e.Code, e.Message
-	return b
-}
+func ErrorBody(e *core.Error) any { return errorBody{errorObject{e.Code, e.Message}} }
 
 // Status is the HTTP status of e.
 func Status(e *core.Error) int { return statusOf[e.Kind] }
@@ -53,9 +52,9 @@ func Token(r *http.Request) string {
 // {"type":"error","error":{"code","message"},"client_msg_id":".."}.
 func ErrorEvent(e *core.Error, clientMsgID string) []byte {
 	b, _ := json.Marshal(struct {
-		Type        string    `json:"type"`
-		Error       errorBody `json:"error"`
-		ClientMsgID string    `json:"client_msg_id,omitempty"`
-	}{"error", ErrorBody(e).(errorBody), clientMsgID})
+		Type        string      `json:"type"`
+		Error       errorObject `json:"error"`
+		ClientMsgID string      `json:"client_msg_id,omitempty"`
+	}{"error", errorObject{e.Code, e.Message}, clientMsgID})
 	return b
 }

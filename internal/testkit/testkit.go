@@ -40,6 +40,11 @@ func WithPushWebhook(url, secret string) Option {
 	return func(c *node.Config) { c.PushWebhook, c.PushSecret = url, secret }
 }
 
+// WithStreamTimeouts sets the stream heartbeat and write timeout.
+func WithStreamTimeouts(heartbeat, write time.Duration) Option {
+	return func(c *node.Config) { c.StreamHeartbeat, c.StreamWriteTimeout = heartbeat, write }
+}
+
 // WithDir uses dir as data directory (to restart on the same data).
 func WithDir(dir string) Option { return func(c *node.Config) { c.DataDir = dir } }
 

@@ -34,7 +34,7 @@ type Options struct {
 }
 
 // DefaultOptions are the production settings.
-var DefaultOptions = Options{Heartbeat: 15 * time.Second, WriteTimeout: 30 * time.Second}
+var DefaultOptions = Options{Heartbeat: 15 * time.Second, WriteTimeout: 10 * time.Second}
 
 // New returns the SSE endpoint.
 func New(svc *core.Service, o Options) transports.Endpoint {

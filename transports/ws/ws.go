@@ -7,8 +7,8 @@ package ws
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,21 +28,38 @@ type Options struct {
 	// answered within PongWait is disconnected.
 	PingPeriod, PongWait time.Duration
 	// QueueFrames bounds the frames waiting to be written to one socket.
-	// A full queue disconnects the client (it resumes by cursor): melody
-	// would otherwise drop the frame silently.
 	QueueFrames int
+	// WriteTimeout cuts a client that does not read (its TCP window full).
+	WriteTimeout time.Duration
 }
 
 // DefaultOptions are the production settings.
-var DefaultOptions = Options{PingPeriod: 20 * time.Second, PongWait: 30 * time.Second, QueueFrames: 256}
+var DefaultOptions = Options{PingPeriod: 20 * time.Second, PongWait: 30 * time.Second, QueueFrames: 256, WriteTimeout: 10 * time.Second}
 
 const keySession, keyCursor, keyConn = "se", "cursor", "conn"
 
 // conn is the per-socket state kept in the melody session.
+//
+// melody drops a frame when a session's output buffer is full, and its
+// Close is itself a frame, dropped the same way. So frames are written only
+// against credits: one per free buffer slot but one, taken before a write
+// and given back when melody reports the frame sent. A client that does not
+// read makes writers wait instead of losing frames; the core's bounded
+// stream queue then overflows and cuts it, and the close frame always fits.
 type conn struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	credits chan struct{}
+}
+
+func (c *conn) write(s *melody.Session, frame []byte) error {
+	select {
+	case c.credits <- struct{}{}:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+	return s.Write(frame)
 }
 
 // New returns the WebSocket endpoint.
@@ -51,7 +68,7 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 	m.Config.MaxMessageSize = wire.MaxBodyBytes // melody's default of 512 bytes would cut messages
 	m.Config.MessageBufferSize = o.QueueFrames
 	m.Config.PingPeriod, m.Config.PongWait = o.PingPeriod, o.PongWait
-	m.Config.WriteWait = 10 * time.Second
+	m.Config.WriteWait = o.WriteTimeout
 	// Any origin may connect: sockets authenticate with a token, never a
 	// cookie, so a foreign page cannot borrow a user's session.
 	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true }
@@ -60,24 +77,27 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 		se := s.MustGet(keySession).(core.Session)
 		cursor := s.MustGet(keyCursor).(uint64)
 		ctx, cancel := context.WithCancel(context.Background())
-		c := &conn{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		c := &conn{ctx: ctx, cancel: cancel, done: make(chan struct{}), credits: make(chan struct{}, o.QueueFrames-1)}
 		s.Set(keyConn, c)
 		go func() {
 			defer close(c.done)
-			_ = transports.Pump(ctx, svc, se, cursor, transport{s}, 0, nil)
+			_ = transports.Pump(ctx, svc, se, cursor, transport{s, c}, 0, nil)
 			_ = s.Close()
 		}()
+	})
+	m.HandleSentMessage(func(s *melody.Session, _ []byte) {
+		if v, ok := s.Get(keyConn); ok {
+			select {
+			case <-v.(*conn).credits:
+			default:
+			}
+		}
 	})
 	m.HandleDisconnect(func(s *melody.Session) {
 		if v, ok := s.Get(keyConn); ok {
 			c := v.(*conn)
 			c.cancel()
 			<-c.done // the pump ends with the socket: no goroutine outlives it
-		}
-	})
-	m.HandleError(func(s *melody.Session, err error) {
-		if errors.Is(err, melody.ErrMessageBufferFull) {
-			_ = s.Close() // a slow consumer: cut it, it resumes by cursor
 		}
 	})
 	m.HandleMessage(func(s *melody.Session, msg []byte) {
@@ -88,11 +108,25 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 			return
 		}
 		if out := handleFrame(c.ctx, svc, se, msg); out != nil {
-			_ = s.Write(out)
+			_ = c.write(s, out)
 		}
 	})
 
-	return transports.Endpoint{Name: Name, Path: "/v1/ws", Handler: func(w http.ResponseWriter, r *http.Request, se core.Session) error {
+	// Sockets are hijacked, so the HTTP server's shutdown does not wait for
+	// them: Close waits for their handlers (the core's Drain has ended their
+	// streams, which closes them) before closing melody, whose hub would
+	// otherwise strand a handler that unregisters as the hub exits.
+	var active sync.WaitGroup
+	closeAll := func() error {
+		done := make(chan struct{})
+		go func() { active.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(o.WriteTimeout + o.PongWait):
+		}
+		return m.Close()
+	}
+	return transports.Endpoint{Name: Name, Path: "/v1/ws", Close: closeAll, Handler: func(w http.ResponseWriter, r *http.Request, se core.Session) error {
 		cursor, err := transports.Cursor(r)
 		if err != nil {
 			return err
@@ -102,6 +136,8 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 		}
 		// After a successful upgrade this returns when the socket closes; a
 		// failed upgrade has already been answered by the upgrader.
+		active.Add(1)
+		defer active.Done()
 		_ = m.HandleRequestWithKeys(w, r, map[string]any{keySession: se, keyCursor: cursor})
 		return nil
 	}}
@@ -146,17 +182,20 @@ func handleFrame(ctx context.Context, svc *core.Service, se core.Session, msg []
 }
 
 // transport writes events to one melody session, one per text frame.
-type transport struct{ s *melody.Session }
+type transport struct {
+	s *melody.Session
+	c *conn
+}
 
 var _ transports.Transport = transport{}
 
 func (t transport) Name() string { return Name }
 
-func (t transport) Write(ev core.Event) error { return t.s.Write(ev.Data) }
+func (t transport) Write(ev core.Event) error { return t.c.write(t.s, ev.Data) }
 
 func (t transport) WriteMany(evs ...core.Event) error {
 	for _, e := range evs {
-		if err := t.s.Write(e.Data); err != nil {
+		if err := t.c.write(t.s, e.Data); err != nil {
 			return err
 		}
 	}
@@ -167,5 +206,7 @@ func (t transport) WriteMany(evs ...core.Event) error {
 // reason the core closes a transport is a client too slow for its queue,
 // which should reconnect with its cursor.
 func (t transport) Close() error {
-	return t.s.CloseWithMsg(websocket.FormatCloseMessage(websocket.CloseTryAgainLater, core.ErrSlowConsumer.Code))
+	err := t.s.CloseWithMsg(websocket.FormatCloseMessage(websocket.CloseTryAgainLater, core.ErrSlowConsumer.Code))
+	t.c.cancel() // writers waiting for credits give up
+	return err
 }
