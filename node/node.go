@@ -19,10 +19,7 @@ import (
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/push"
 	"github.com/chatgate/chatgate/transports"
-	"github.com/chatgate/chatgate/transports/longpoll"
-	"github.com/chatgate/chatgate/transports/poll"
-	"github.com/chatgate/chatgate/transports/sse"
-	"github.com/chatgate/chatgate/transports/ws"
+	"github.com/chatgate/chatgate/transports/all"
 )
 
 // Config is everything a node needs; cmd/chatgate fills it from flags and
@@ -91,21 +88,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	svc := core.New(core.Config{HeartbeatInterval: cfg.HeartbeatInterval, OfflineAfter: cfg.OfflineAfter},
 		store, core.NewLocalBus(), notifier, ids, log)
-	// In the order clients should try them: the cheapest and fastest first.
-	hb := cfg.StreamHeartbeat
-	if hb <= 0 {
-		hb = 15 * time.Second
-	}
-	wt := cfg.StreamWriteTimeout
-	if wt <= 0 {
-		wt = 10 * time.Second
-	}
-	eps := []transports.Endpoint{
-		ws.New(svc, ws.Options{PingPeriod: hb, PongWait: hb * 2, QueueFrames: ws.DefaultOptions.QueueFrames, WriteTimeout: wt}),
-		sse.New(svc, sse.Options{Heartbeat: hb, WriteTimeout: wt}),
-		longpoll.New(svc),
-		poll.New(svc),
-	}
+	eps := all.Endpoints(svc, all.Options{Heartbeat: cfg.StreamHeartbeat, WriteTimeout: cfg.StreamWriteTimeout})
 	disc := discovery.Static{ID: "node-" + strconv.Itoa(cfg.NodeID), URL: cfg.PublicURL}
 	gw := gateway.New(svc, disc, eps, log)
 	n := &Node{
