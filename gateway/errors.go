@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
+		}
+		if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
+			return // the client went away (an abandoned long poll): nobody to answer
 		}
 		var ce *core.Error
 		var he *echo.HTTPError
