@@ -291,6 +291,9 @@ func (s *Service) Logout(ctx context.Context, se Session) error {
 	if _, err := s.store.DeleteDevice(ctx, se.UserID, se.DeviceID); err != nil {
 		return err
 	}
+	// Streams of the device end now, not when their token is next checked
+	// (a stream checks it only when it opens).
+	s.bus.Publish(se.UserID, revokeEvent(se.DeviceID))
 	s.presence.Forget(se.UserID, se.DeviceID)
 	return nil
 }

@@ -22,6 +22,14 @@ type Event struct {
 	Data []byte
 }
 
+// eventRevoke is internal: it travels on the bus to end the streams of a
+// logged-out device and is never sent to a client.
+const eventRevoke = "_revoke"
+
+func revokeEvent(device ID) Event {
+	return Event{Type: eventRevoke, Data: []byte(device.String())}
+}
+
 // Durable reports whether the event is an inbox entry (carries a seq).
 func (e Event) Durable() bool { return e.Seq != 0 }
 

@@ -85,6 +85,10 @@ func (st *Stream) Next(ctx context.Context, limit int) ([]Event, error) {
 		out := evs[:0]
 		for _, e := range evs {
 			switch {
+			case e.Type == eventRevoke:
+				if string(e.Data) == st.se.DeviceID.String() {
+					return nil, ErrUnauthorized
+				}
 			case !e.Durable():
 				out = append(out, e)
 			case e.Seq <= st.cursor || st.catch:
@@ -186,6 +190,9 @@ type mailbox struct {
 }
 
 func (m *mailbox) push(e Event) {
+	if e.Type == eventRevoke {
+		return
+	}
 	if e.Durable() {
 		m.q.wake()
 		return

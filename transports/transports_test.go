@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -262,4 +263,33 @@ func TestSlowConsumerCutAndResumed(t *testing.T) {
 			require.EqualValues(t, sent, cursor)
 		})
 	}
+}
+
+// Logging a device out ends its open streams at once.
+func TestLogoutEndsStreams(t *testing.T) {
+	n := testkit.Start(t)
+	b := testkit.Signup(t, n.URL(), "lo")
+	c, resp, err := websocket.DefaultDialer.Dial(wsURL(n, b.Token, 0), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, _ := openSSE(t, ctx, n, b.Token, "cursor=0", nil)
+	require.Eventually(t, func() bool { return n.Service().Stats().Streams == 2 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, http.StatusNoContent, b.Do("POST", "/v1/auth/logout", nil).Status)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			require.NotErrorIs(t, err, context.DeadlineExceeded)
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) {
+				require.False(t, ne.Timeout(), "the socket was not closed")
+			}
+			break
+		}
+	}
+	for range ch { // the SSE stream ends
+	}
+	require.Eventually(t, func() bool { return n.Service().Stats().Streams == 0 }, 10*time.Second, 5*time.Millisecond)
 }
