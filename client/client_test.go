@@ -481,6 +481,8 @@ func TestConn_CloseLeavesNoGoroutine(t *testing.T) {
 		require.NoError(t, conn.Close())
 		require.NoError(t, conn.Close(), "idempotent")
 	}
+	bob.CloseIdleConnections()
+	n.Stop(t) // the node's handlers for our connections end with it
 	goleak.VerifyNone(t, append(serverGoroutines, opt)...)
 }
 

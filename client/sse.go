@@ -122,23 +122,27 @@ func (t *touchReader) Read(p []byte) (int, error) {
 type watchdog struct {
 	last    atomic.Int64
 	started atomic.Bool
+	startc  chan struct{} // closed by the first touch
 	stopc   chan struct{}
 	done    chan struct{}
 }
 
 func startWatchdog(ctx context.Context, cancel context.CancelCauseFunc, first, idle time.Duration) *watchdog {
-	w := &watchdog{stopc: make(chan struct{}), done: make(chan struct{})}
+	w := &watchdog{startc: make(chan struct{}), stopc: make(chan struct{}), done: make(chan struct{})}
 	w.last.Store(time.Now().UnixNano())
 	go func() {
 		defer close(w.done)
 		t := time.NewTimer(first)
 		defer t.Stop()
+		startc := w.startc
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-w.stopc:
 				return
+			case <-startc: // the idle limit applies from now on
+				startc = nil
 			case <-t.C:
 			}
 			limit, cause := first, error(&refusedError{errNeverStarted})
@@ -156,9 +160,13 @@ func startWatchdog(ctx context.Context, cancel context.CancelCauseFunc, first, i
 	return w
 }
 
+// touch records that bytes arrived. It is called from the reading
+// goroutine.
 func (w *watchdog) touch() {
 	w.last.Store(time.Now().UnixNano())
-	w.started.Store(true)
+	if w.started.CompareAndSwap(false, true) {
+		close(w.startc)
+	}
 }
 
 // stop ends the watchdog and waits for its goroutine.

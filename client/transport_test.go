@@ -340,3 +340,47 @@ func TestWebSocket_SendRetriedAfterLostAnswer(t *testing.T) {
 	require.NoError(t, bobConn.Close())
 	rec.check(t)
 }
+
+// A stream that opens and then goes silent (no heartbeat) is treated as
+// dead after IdleTimeout and reopened.
+func TestSSE_SilentStreamIsReopened(t *testing.T) {
+	n := testkit.Start(t)
+	ctx := ctxT(t)
+	opened := make(chan struct{}, 10)
+	p := newProxy(t, n.URL(), func(p *proxy, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/sse" {
+			p.forward(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte("retry: 2000\n: open\n\n"))
+		_ = http.NewResponseController(w).Flush()
+		opened <- struct{}{}
+		<-r.Context().Done()
+	})
+	bob, _ := newUser(t, n.URL(), p.URL)
+	rec := newRecorder(0)
+	conn, err := bob.Connect(ctx, rec.options(client.ConnectOptions{
+		Transports:  []string{client.TransportSSE},
+		IdleTimeout: 50 * time.Millisecond,
+		Negotiation: &client.Negotiation{Server: p.URL, HeartbeatInterval: time.Hour},
+	}))
+	require.NoError(t, err)
+	defer conn.Close()
+	for range 3 {
+		select {
+		case <-opened:
+		case <-ctx.Done():
+			t.Fatal("the silent stream was not reopened")
+		}
+	}
+	require.NoError(t, conn.Close())
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.NotEmpty(t, rec.states)
+	for _, s := range rec.states {
+		if !s.Connected {
+			assert.ErrorContains(t, s.Err, "silent")
+		}
+	}
+}

@@ -207,6 +207,7 @@ var statusOfCode = map[string]int{
 	"internal_error":         http.StatusInternalServerError,
 	"unavailable":            http.StatusServiceUnavailable,
 	"slow_consumer":          http.StatusServiceUnavailable,
+	"server_draining":        http.StatusServiceUnavailable,
 }
 
 func frameError(raw json.RawMessage) *APIError {
