@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/core/buntdb"
 	"github.com/chatgate/chatgate/discovery"
@@ -20,6 +22,7 @@ import (
 	"github.com/chatgate/chatgate/push"
 	"github.com/chatgate/chatgate/transports"
 	"github.com/chatgate/chatgate/transports/all"
+	"github.com/chatgate/chatgate/web"
 )
 
 // Config is everything a node needs; cmd/chatgate fills it from flags and
@@ -91,6 +94,12 @@ func Start(cfg Config) (*Node, error) {
 	eps := all.Endpoints(svc, all.Options{Heartbeat: cfg.StreamHeartbeat, WriteTimeout: cfg.StreamWriteTimeout})
 	disc := discovery.Static{ID: "node-" + strconv.Itoa(cfg.NodeID), URL: cfg.PublicURL}
 	gw := gateway.New(svc, disc, eps, log)
+	// The web client at / and /assets/*; /v1/* and /healthz stay the API's.
+	wh := echo.WrapHandler(web.Handler())
+	for _, p := range web.Paths {
+		gw.Echo().GET(p, wh)
+		gw.Echo().HEAD(p, wh)
+	}
 	n := &Node{
 		cfg: cfg, store: store, svc: svc, ln: ln, done: make(chan error, 1),
 		srv: &http.Server{
