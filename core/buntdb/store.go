@@ -301,20 +301,26 @@ func (s *Store) CreateUser(ctx context.Context, u core.UserRecord, d core.Device
 	})
 }
 
-// UserByID implements core.Users.
-func (s *Store) UserByID(ctx context.Context, id core.ID) (core.User, error) {
-	var u core.UserRecord
+// viewJSON reads one JSON record, or notFound.
+func viewJSON[T any](s *Store, key string, notFound error) (T, error) {
+	var out T
 	err := s.view(func(tx *buntdb.Tx) error {
-		v, ok, err := getJSON[core.UserRecord](txGet(tx), kUser(id))
+		v, ok, err := getJSON[T](txGet(tx), key)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return core.ErrUserNotFound
+			return notFound
 		}
-		u = v
+		out = v
 		return nil
 	})
+	return out, err
+}
+
+// UserByID implements core.Users.
+func (s *Store) UserByID(ctx context.Context, id core.ID) (core.User, error) {
+	u, err := viewJSON[core.UserRecord](s, kUser(id), core.ErrUserNotFound)
 	return u.User, err
 }
 
@@ -438,19 +444,7 @@ func (s *Store) CreateDevice(ctx context.Context, d core.Device, tokenHash []byt
 
 // DeviceByToken implements core.Users.
 func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (core.Device, error) {
-	var d core.Device
-	err := s.view(func(tx *buntdb.Tx) error {
-		v, ok, err := getJSON[core.Device](txGet(tx), kToken(tokenHash))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return core.ErrUnauthorized
-		}
-		d = v
-		return nil
-	})
-	return d, err
+	return viewJSON[core.Device](s, kToken(tokenHash), core.ErrUnauthorized)
 }
 
 // DeleteDevice implements core.Users.
@@ -558,19 +552,8 @@ func (s *Store) CreateGroup(ctx context.Context, g core.Group) error {
 
 // Group implements core.Social.
 func (s *Store) Group(ctx context.Context, id core.ID) (core.Group, error) {
-	var g core.Group
-	err := s.view(func(tx *buntdb.Tx) error {
-		r, ok, err := getJSON[groupRec](txGet(tx), kGroup(id))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return core.ErrGroupNotFound
-		}
-		g = fromRec(r)
-		return nil
-	})
-	return g, err
+	r, err := viewJSON[groupRec](s, kGroup(id), core.ErrGroupNotFound)
+	return fromRec(r), err
 }
 
 // GroupsOf implements core.Social.
