@@ -21,7 +21,7 @@ import (
 
 var streaming = []string{client.TransportWebSocket, client.TransportSSE, client.TransportLongPolling}
 
-// requireOffered skips the test when the node does not serve transport.
+// requireOffered fails the test when the node does not serve transport.
 func requireOffered(t *testing.T, n *testkit.Node, transport string) {
 	t.Helper()
 	c := client.New(n.URL())
@@ -29,7 +29,7 @@ func requireOffered(t *testing.T, n *testkit.Node, transport string) {
 	neg, err := c.Negotiate(ctxT(t))
 	require.NoError(t, err)
 	if !slices.Contains(neg.Transports, transport) {
-		t.Skipf("the node does not offer %s yet (offers %v)", transport, neg.Transports)
+		t.Fatalf("the node does not offer %s (offers %v)", transport, neg.Transports)
 	}
 }
 

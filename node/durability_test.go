@@ -607,7 +607,7 @@ func durBuild(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go tool not found: cannot build the binary")
+		t.Fatal("go tool not found: cannot build the binary")
 	}
 	out, err := exec.Command(goBin, "env", "GOMOD").Output()
 	require.NoError(t, err)
@@ -699,7 +699,7 @@ type durAttempt struct {
 // returns the stored message) or stored once by the retry, never twice.
 func TestCrashKill9(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and kills the real binary")
+		t.Skip("-short: builds and kills the real binary") // CI runs without -short
 	}
 	durLeakCheck(t)
 	start := time.Now()
