@@ -451,6 +451,14 @@ func (cn *Conn) handle(raw []byte) error {
 	case "sent", "error":
 		cn.reply(&w)
 		return nil
+	case "cursor":
+		// The server's inbox ends below our cursor (see docs/protocol.md):
+		// continue from its head, or every new event would be dropped.
+		if cur := cn.cursor.Load(); w.Cursor < cur {
+			cn.report(fmt.Errorf("chatgate: server moved the cursor back from %d to %d", cur, w.Cursor))
+			cn.cursor.Store(w.Cursor)
+		}
+		return nil
 	}
 	if w.Seq == 0 {
 		cn.emit(w.event(raw))

@@ -137,6 +137,7 @@ type wireEvent struct {
 	ConversationID string          `json:"conversation_id"`
 	ClientMsgID    string          `json:"client_msg_id"`
 	Error          json.RawMessage `json:"error"`
+	Cursor         uint64          `json:"cursor"`
 }
 
 func (w *wireEvent) event(raw []byte) Event {

@@ -22,6 +22,16 @@ type Event struct {
 	Data []byte
 }
 
+// CursorEvent encodes {"type":"cursor","cursor":N}: sent by a stream
+// opened with a cursor beyond the user's inbox head (a client bug, or a
+// server restored from an older backup), telling the client to continue
+// from N. Without it the client would drop every new event up to its stale
+// cursor as already delivered.
+func CursorEvent(cursor uint64) Event {
+	b := append([]byte(`{"type":"cursor","cursor":`), strconv.FormatUint(cursor, 10)...)
+	return Event{Type: "cursor", Data: append(b, '}')}
+}
+
 // eventRevoke is internal: it travels on the bus to end the streams of a
 // logged-out device and is never sent to a client.
 const eventRevoke = "_revoke"

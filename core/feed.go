@@ -73,6 +73,10 @@ func (st *Stream) Next(ctx context.Context, limit int) ([]Event, error) {
 				return nil, err
 			}
 			st.catch = p.HasMore
+			if p.Cursor < st.cursor { // Sync pulled a cursor beyond the head back
+				st.cursor = p.Cursor
+				return []Event{CursorEvent(p.Cursor)}, nil
+			}
 			if len(p.Events) > 0 {
 				st.cursor = p.Cursor
 				return p.Events, nil

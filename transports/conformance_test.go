@@ -39,6 +39,7 @@ var conformanceScenarios = []struct {
 	{"auth failure", scenarioAuthFailure},
 	{"over-long message refused, connection usable", scenarioOverLong},
 	{"slow consumer cut off and resumed without loss", scenarioSlowConsumer},
+	{"cursor beyond the inbox head is pulled back", scenarioCursorAhead},
 }
 
 func TestConformance(t *testing.T) {
@@ -357,4 +358,17 @@ func scenarioSlowConsumer(h *harness) {
 	evs := rb.messages(total)
 	requireSeqs(h.t, evs, 1)
 	rb.quiet()
+}
+
+// A client whose cursor is beyond its inbox (a bug, or a server restored
+// from an older backup) is told where the inbox ends and still receives
+// what comes next.
+func scenarioCursorAhead(h *harness) {
+	a, b := h.user("ca_a"), h.user("ca_b")
+	send(h.t, a, b.UserID(), "one")
+	send(h.t, a, b.UserID(), "two")
+	rb := h.connect(b, h.tr, 1000)
+	send(h.t, a, b.UserID(), "three")
+	requireSeqs(h.t, rb.messages(1), 3, "three")
+	require.EqualValues(h.t, 3, rb.conn.Cursor())
 }

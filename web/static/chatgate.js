@@ -418,6 +418,16 @@ export class Conn {
       this.reply(ev);
       return null;
     }
+    if (ev.type === 'cursor') {
+      // The server's inbox ends below our cursor: continue from its head,
+      // or every new message would be dropped as already handled.
+      if (ev.cursor < this.cursor) {
+        this.report(new Error(`server moved the cursor back from ${this.cursor} to ${ev.cursor}`));
+        this.cursor = ev.cursor;
+        this.client.saveCursor(ev.cursor);
+      }
+      return null;
+    }
     if (!ev.seq) {
       this.emit(ev);
       return null;
