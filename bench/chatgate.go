@@ -1,0 +1,479 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatgate/chatgate/client"
+)
+
+// target is one system on one transport, under load. The scenarios drive
+// every target the same way.
+type target interface {
+	Name() string
+	System() string // "chatgate" or "centrifugo"
+	Transport() string
+	Server() *server
+	Meter() *meter
+	// ConnectFleet connects the load users, one connection each; every
+	// message a user receives from someone else goes to cur.
+	ConnectFleet(ctx context.Context, cur *current) error
+	FleetSize() int
+	// GroupSize is how many of the fleet's first users form the group.
+	GroupSize() int
+	// SendDirect sends content from sender s (user 2s) to its partner
+	// (user 2s+1), who only receives: latency is the receiving
+	// transport's, not shortened by the receiver's own activity (a short
+	// poller's sends trigger its polls).
+	SendDirect(ctx context.Context, s int, content string) error
+	// SendGroup sends content from user i (< GroupSize) to the group.
+	SendGroup(ctx context.Context, i int, content string) error
+	CloseFleet()
+	// ConnectIdle opens n idle connections and returns a function that
+	// closes them; progress is told how many are up.
+	ConnectIdle(ctx context.Context, n int, progress func(int)) (func(), error)
+	// Drops counts load connections the server closed (slow consumer, …)
+	// since the start.
+	Drops() int64
+	// SocketsPerIdle is how many sockets one idle client holds (for the
+	// open-files budget).
+	SocketsPerIdle() int
+	// PollInterval is the short-polling period (0 for other transports).
+	PollInterval() time.Duration
+}
+
+// account is a signed-up bench user.
+type account struct {
+	ID, Token, Name string
+}
+
+// chatgateSetup is what every chatgate run starts from: a data directory
+// holding the bench users and their group.
+type chatgateSetup struct {
+	bin      string
+	template string // data directory with the users
+	users    []account
+	groupID  string
+	groupN   int
+}
+
+const benchPassword = "bench-password-1"
+
+// prepareChatgate signs the users up on a fresh server and creates the
+// group, then stops the server: each transport's run starts from a copy.
+func prepareChatgate(ctx context.Context, bin, work string, nUsers, groupN int, logDir string) (*chatgateSetup, error) {
+	dir := filepath.Join(work, "template")
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startProcess("chatgate", bin, []string{"-addr", addr, "-data", dir, "-log-level", "warn"},
+		"http://"+addr, "/healthz", "", filepath.Join(logDir, "chatgate-setup.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	st := &chatgateSetup{bin: bin, template: dir, users: make([]account, nUsers), groupN: groupN}
+	var wg sync.WaitGroup
+	errs := make(chan error, nUsers)
+	sem := make(chan struct{}, 4) // the server hashes at most 4 passwords at once
+	for i := range nUsers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			name := fmt.Sprintf("bench%04d", i)
+			c := client.New(srv.base)
+			a, err := c.Signup(ctx, client.SignupInput{Username: name, Password: benchPassword})
+			if err != nil {
+				errs <- fmt.Errorf("signup %s: %w", name, err)
+				return
+			}
+			st.users[i] = account{ID: a.User.ID, Token: a.Token, Name: name}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	if groupN > 1 {
+		c := client.New(srv.base, client.WithToken(st.users[0].Token, st.users[0].ID))
+		members := make([]string, 0, groupN-1)
+		for _, u := range st.users[1:groupN] {
+			members = append(members, u.ID)
+		}
+		var g struct {
+			ID string `json:"id"`
+		}
+		in := map[string]any{"name": "bench", "members": members}
+		if err := c.Do(ctx, "POST", "/v1/groups", in, &g); err != nil {
+			return nil, fmt.Errorf("create group: %w", err)
+		}
+		st.groupID = g.ID
+	}
+	if err := srv.stop(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// chatgateTarget is a chatgate server driven over one transport.
+type chatgateTarget struct {
+	transport string
+	setup     *chatgateSetup
+	srv       *server
+	m         *meter
+	neg       *client.Negotiation
+	poll      time.Duration
+	fleetN    int
+	dir       string // data directory, removed at stop
+
+	fleet []*member
+	drops atomic.Int64
+}
+
+type member struct {
+	c    *client.Client
+	conn *client.Conn
+	acct account
+}
+
+// startChatgate starts a server on a copy of the template data directory.
+func startChatgate(ctx context.Context, st *chatgateSetup, transport, work, logDir string, fleetN int, poll time.Duration) (*chatgateTarget, error) {
+	dir := filepath.Join(work, "data-"+transport)
+	_ = os.RemoveAll(dir)
+	if err := copyDir(st.template, dir); err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dbg, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startProcess("chatgate", st.bin,
+		[]string{"-addr", addr, "-data", dir, "-debug-addr", dbg, "-log-level", "warn"},
+		"http://"+addr, "/healthz", "http://"+dbg, filepath.Join(logDir, "chatgate-"+transport+".log"))
+	if err != nil {
+		return nil, err
+	}
+	t := &chatgateTarget{transport: transport, setup: st, srv: srv, m: &meter{}, poll: poll, fleetN: fleetN, dir: dir}
+	t.neg, err = client.New(srv.base).Negotiate(ctx)
+	if err != nil {
+		srv.stop()
+		return nil, fmt.Errorf("negotiate: %w", err)
+	}
+	return t, nil
+}
+
+func (t *chatgateTarget) Name() string      { return t.transport }
+func (t *chatgateTarget) System() string    { return "chatgate" }
+func (t *chatgateTarget) Transport() string { return t.transport }
+func (t *chatgateTarget) Server() *server   { return t.srv }
+func (t *chatgateTarget) Meter() *meter     { return t.m }
+func (t *chatgateTarget) FleetSize() int    { return t.fleetN }
+func (t *chatgateTarget) GroupSize() int    { return t.setup.groupN }
+
+func (t *chatgateTarget) PollInterval() time.Duration {
+	if t.transport == client.TransportPolling {
+		return t.poll
+	}
+	return 0
+}
+
+func (t *chatgateTarget) SocketsPerIdle() int {
+	switch t.transport {
+	case client.TransportSSE, client.TransportLongPolling:
+		return 2 // the stream (or held poll) and a keep-alive connection for heartbeats
+	}
+	return 1
+}
+
+func (t *chatgateTarget) newClient(a account) *client.Client {
+	return client.New(t.srv.base,
+		client.WithHTTPClient(t.m.httpClient()),
+		client.WithWebSocketDialer(t.m.wsDialer()),
+		client.WithToken(a.Token, a.ID),
+		client.WithSendTimeout(20*time.Second),
+		client.WithBackoff(50*time.Millisecond, time.Second))
+}
+
+func (t *chatgateTarget) Drops() int64 { return t.drops.Load() }
+
+func (t *chatgateTarget) connect(ctx context.Context, a account, onEvent func(client.Event)) (*client.Client, *client.Conn, error) {
+	c := t.newClient(a)
+	var onState func(client.State)
+	if onEvent != nil { // a load connection: count the times it went down
+		onState = func(s client.State) {
+			if !s.Connected {
+				t.drops.Add(1)
+			}
+		}
+	}
+	conn, err := c.Connect(ctx, client.ConnectOptions{
+		Transports:   []string{t.transport},
+		OnEvent:      onEvent,
+		OnState:      onState,
+		Negotiation:  t.neg,
+		PollInterval: t.poll,
+	})
+	if err != nil {
+		c.CloseIdleConnections()
+		return nil, nil, err
+	}
+	return c, conn, nil
+}
+
+func (t *chatgateTarget) ConnectFleet(ctx context.Context, cur *current) error {
+	users := t.setup.users[:t.fleetN]
+	t.fleet = make([]*member, len(users))
+	// Short pollers connect spread over one interval, so their polls are
+	// spread as independent clients' would be (all at once, they would
+	// poll in step and every message would wait the same).
+	start, spread := time.Now(), t.PollInterval()
+	width := 16
+	if spread > 0 {
+		width = len(users)
+	}
+	err := parallel(ctx, len(users), width, func(i int) error {
+		a := users[i]
+		if spread > 0 && !sleepCtx(ctx, time.Until(start.Add(spread*time.Duration(i)/time.Duration(len(users))))) {
+			return ctx.Err()
+		}
+		c, conn, err := t.connect(ctx, a, func(e client.Event) {
+			if e.Type == client.EventMessage && e.Message != nil && e.Message.From != a.ID {
+				cur.deliver(e.Message.Content, len(e.Raw))
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("connect %s over %s: %w", a.Name, t.transport, err)
+		}
+		t.fleet[i] = &member{c: c, conn: conn, acct: a}
+		return nil
+	})
+	if err != nil {
+		t.CloseFleet()
+	}
+	return err
+}
+
+func (t *chatgateTarget) SendDirect(ctx context.Context, s int, content string) error {
+	_, err := t.fleet[2*s].conn.Send(ctx, client.SendInput{To: t.fleet[2*s+1].acct.ID, Content: content})
+	return err
+}
+
+func (t *chatgateTarget) SendGroup(ctx context.Context, i int, content string) error {
+	_, err := t.fleet[i].conn.Send(ctx, client.SendInput{GroupID: t.setup.groupID, Content: content})
+	return err
+}
+
+func (t *chatgateTarget) CloseFleet() {
+	var wg sync.WaitGroup
+	for _, m := range t.fleet {
+		if m == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.conn.Close()
+			m.c.CloseIdleConnections()
+		}()
+	}
+	wg.Wait()
+	t.fleet = nil
+}
+
+func (t *chatgateTarget) ConnectIdle(ctx context.Context, n int, progress func(int)) (func(), error) {
+	type pair struct {
+		c    *client.Client
+		conn *client.Conn
+	}
+	conns := make([]pair, n)
+	var mu sync.Mutex
+	up := 0
+	closeAll := func() {
+		_ = parallel(context.Background(), n, 64, func(i int) error {
+			if p := conns[i]; p.conn != nil {
+				p.conn.Close()
+				p.c.CloseIdleConnections()
+			}
+			return nil
+		})
+	}
+	users := t.setup.users
+	err := parallel(ctx, n, 32, func(i int) error {
+		c, conn, err := t.connect(ctx, users[i%len(users)], nil)
+		if err != nil {
+			return fmt.Errorf("idle connection %d over %s: %w", i, t.transport, err)
+		}
+		conns[i] = pair{c, conn}
+		mu.Lock()
+		up++
+		u := up
+		mu.Unlock()
+		if progress != nil {
+			progress(u)
+		}
+		return nil
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	return closeAll, nil
+}
+
+func (t *chatgateTarget) stop() error {
+	t.CloseFleet()
+	err := t.srv.stop()
+	_ = os.RemoveAll(t.dir) // history of a run can be hundreds of MB
+	return err
+}
+
+// parallel runs f(0..n-1) with at most width at once; the first error
+// stops the handing out of new work and is returned.
+func parallel(parent context.Context, n, width int, f func(i int) error) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	next := make(chan int)
+	for range min(width, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					once.Do(func() { first = err; cancel() })
+				}
+			}
+		}()
+	}
+loop:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first == nil {
+		first = parent.Err()
+	}
+	return first
+}
+
+// storeCost is what durable history costs: bytes the store's file grows
+// by, and live Go heap the server keeps (buntdb holds every key in
+// memory), per message.
+type storeCost struct {
+	Direct1to1    int     `json:"messages_1to1"`
+	DirectFile    float64 `json:"file_bytes_per_1to1"`
+	DirectHeap    float64 `json:"heap_bytes_per_1to1"`
+	GroupMsgs     int     `json:"messages_group"`
+	GroupMembers  int     `json:"group_members"`
+	GroupFile     float64 `json:"file_bytes_per_group_msg"`
+	GroupHeap     float64 `json:"heap_bytes_per_group_msg"`
+	PayloadBytes  int     `json:"payload_bytes"`
+	JournalFactor float64 `json:"journal_factor"` // file growth / live data: each write is journaled, applied, then the journal key deleted
+}
+
+// probeStore sends n 1:1 messages and nGroup group messages over HTTP to
+// a server on a copy of the template, measuring the store file and the
+// heap after each batch.
+func probeStore(ctx context.Context, st *chatgateSetup, work, logDir string, n, nGroup, payload int) (storeCost, error) {
+	sc := storeCost{Direct1to1: n, GroupMsgs: nGroup, GroupMembers: st.groupN, PayloadBytes: payload, JournalFactor: 2}
+	dir := filepath.Join(work, "data-store-probe")
+	defer os.RemoveAll(dir)
+	if err := copyDir(st.template, dir); err != nil {
+		return sc, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return sc, err
+	}
+	dbg, err := freeAddr()
+	if err != nil {
+		return sc, err
+	}
+	srv, err := startProcess("chatgate", st.bin, []string{"-addr", addr, "-data", dir, "-debug-addr", dbg, "-log-level", "warn"},
+		"http://"+addr, "/healthz", "http://"+dbg, filepath.Join(logDir, "chatgate-store-probe.log"))
+	if err != nil {
+		return sc, err
+	}
+	defer srv.stop()
+	size := func() (int64, error) {
+		var total int64
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				total += fi.Size()
+			}
+		}
+		return total, nil
+	}
+	measure := func() (int64, int64, error) {
+		rt, err := sampleRuntime(srv.debug, true)
+		if err != nil {
+			return 0, 0, err
+		}
+		sz, err := size()
+		return sz, rt.heapInuse, err
+	}
+	clients := make([]*client.Client, len(st.users))
+	for i, u := range st.users {
+		clients[i] = client.New(srv.base, client.WithToken(u.Token, u.ID))
+	}
+	content := strings.Repeat("x", payload)
+	f0, h0, err := measure()
+	if err != nil {
+		return sc, err
+	}
+	pairs := len(st.users) / 2
+	if err := parallel(ctx, n, 32, func(i int) error {
+		p := i % pairs
+		_, err := clients[2*p].Send(ctx, client.SendInput{To: st.users[2*p+1].ID, Content: content})
+		return err
+	}); err != nil {
+		return sc, fmt.Errorf("store probe, 1:1: %w", err)
+	}
+	f1, h1, err := measure()
+	if err != nil {
+		return sc, err
+	}
+	if err := parallel(ctx, nGroup, 32, func(i int) error {
+		_, err := clients[i%st.groupN].Send(ctx, client.SendInput{GroupID: st.groupID, Content: content})
+		return err
+	}); err != nil {
+		return sc, fmt.Errorf("store probe, group: %w", err)
+	}
+	f2, h2, err := measure()
+	if err != nil {
+		return sc, err
+	}
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	sc.DirectFile = round(float64(f1-f0)/float64(n), 0)
+	sc.DirectHeap = round(float64(h1-h0)/float64(n), 0)
+	sc.GroupFile = round(float64(f2-f1)/float64(nGroup), 0)
+	sc.GroupHeap = round(float64(h2-h1)/float64(nGroup), 0)
+	return sc, srv.stop()
+}
