@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -464,6 +465,40 @@ func TestConn_HeartbeatsWhenIdle(t *testing.T) {
 			t.Fatal("no heartbeat")
 		}
 	}
+}
+
+// An open stream keeps the device online by itself: an idle streaming
+// client sends no heartbeats (they would cost a request per interval).
+func TestConn_StreamsSendNoHeartbeat(t *testing.T) {
+	n := testkit.Start(t)
+	ctx := ctxT(t)
+	var beats atomic.Int64
+	p := newProxy(t, n.URL(), func(p *proxy, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/heartbeat" {
+			beats.Add(1)
+		}
+		p.forward(w, r)
+	})
+	bob, _ := newUser(t, n.URL(), p.URL)
+	conn, err := bob.Connect(ctx, client.ConnectOptions{
+		Transports:  []string{client.TransportSSE},
+		Negotiation: &client.Negotiation{Server: p.URL, HeartbeatInterval: 10 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	defer conn.Close()
+	// Many heartbeat intervals pass; the device stays online without one.
+	alice, _ := newUser(t, n.URL(), n.URL())
+	var u struct {
+		Friends []struct{ Status string } `json:"friends"`
+	}
+	require.NoError(t, alice.Do(ctx, "PUT", "/v1/friends/"+bob.UserID(), nil, nil))
+	require.NoError(t, bob.Do(ctx, "PUT", "/v1/friends/"+alice.UserID(), nil, nil))
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		require.NoError(t, alice.Do(ctx, "GET", "/v1/friends", nil, &u))
+		require.Equal(t, "online", u.Friends[0].Status)
+	}
+	require.Zero(t, beats.Load(), "no heartbeat while the stream is open")
 }
 
 func TestConn_CloseLeavesNoGoroutine(t *testing.T) {

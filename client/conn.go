@@ -523,6 +523,13 @@ func (cn *Conn) heartbeats() {
 		case <-t.C:
 		}
 		iv := cn.heartbeatInterval()
+		if cn.Connected() && cn.Transport() != TransportPolling {
+			// An open stream or a held long poll already keeps the device
+			// online (docs/protocol.md): a heartbeat would only cost a
+			// request, or a frame, per interval per idle client.
+			t.Reset(iv)
+			continue
+		}
 		if since := cn.c.sinceActivity(); since < iv {
 			t.Reset(iv - since)
 			continue
