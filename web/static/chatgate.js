@@ -687,11 +687,18 @@ export class Conn {
     }
   }
 
-  /** Every heartbeat interval without other activity: a heartbeat frame or POST /v1/heartbeat. */
+  /**
+   * Every heartbeat interval without other activity, while short polling: POST /v1/heartbeat.
+   * An open stream or a held long poll already keeps the device online (docs/protocol.md).
+   */
   scheduleHeartbeat(delay = this.heartbeatMs) {
     clearTimeout(this.hbTimer);
     this.hbTimer = setTimeout(async () => {
       if (this.closed) return;
+      if (this.connected && this.transport !== 'polling') {
+        this.scheduleHeartbeat();
+        return;
+      }
       const since = Date.now() - this.client.lastActivity;
       if (since < this.heartbeatMs) {
         this.scheduleHeartbeat(this.heartbeatMs - since);
