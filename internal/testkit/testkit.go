@@ -148,32 +148,9 @@ func NewClient(t testing.TB, base string) *Client {
 // value encoded as JSON.
 func (c *Client) Do(method, path string, body any) Response {
 	c.T.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = bytes.NewReader([]byte(b))
-	default:
-		j, err := json.Marshal(b)
-		require.NoError(c.T, err)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, c.Base+path, rd)
+	r, err := c.TryDo(method, path, body)
 	require.NoError(c.T, err)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.HTTP.Do(req)
-	require.NoError(c.T, err)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(c.T, err)
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return r
 }
 
 var userSeq atomic.Int64
