@@ -23,11 +23,9 @@ import (
 	"github.com/chatgate/chatgate/internal/testkit"
 )
 
-// serverGoroutines are the node's, not the client's: melody's hub is not
-// stopped when a node shuts down, and buntdb's background manager notices
-// Close only at its next one-second tick.
+// serverGoroutines are the node's, not the client's: buntdb's background
+// manager notices Close only at its next one-second tick.
 var serverGoroutines = []goleak.Option{
-	goleak.IgnoreTopFunction("github.com/olahol/melody.(*hub).run"),
 	goleak.IgnoreTopFunction("github.com/tidwall/buntdb.(*DB).backgroundManager"),
 }
 

@@ -45,20 +45,36 @@ type Stream struct {
 	done   bool
 }
 
+// StreamHooks connect a stream to its transport. Both are called from the
+// publishing goroutine, so they must not block.
+type StreamHooks struct {
+	// Cut is called once when the queue overflows: the transport should
+	// close its connection at once (a writer blocked on a stuck client would
+	// otherwise notice only at its next write); Next and TryNext then return
+	// ErrSlowConsumer.
+	Cut func()
+	// Ready, if set, is called after every live event is queued. A
+	// transport that writes from short-lived goroutines (WebSocket) starts
+	// one from it and reads with TryNext, so an idle connection holds no
+	// writer goroutine.
+	Ready func()
+}
+
 // OpenStream starts a device's stream after cursor. The device counts as
-// connected (online) until Close. cut is called once, from the publishing
-// goroutine, when the queue overflows: the transport should close its
-// connection at once (a writer blocked on a stuck client would otherwise
-// notice only at its next write); Next then returns ErrSlowConsumer.
-func (s *Service) OpenStream(se Session, cursor uint64, cut func()) *Stream {
+// connected (online) until Close.
+func (s *Service) OpenStream(se Session, cursor uint64, h StreamHooks) *Stream {
 	st := &Stream{svc: s, se: se, cursor: cursor, catch: true}
 	st.q.init(StreamQueueEvents, true)
-	st.q.onCut = cut
+	st.q.onCut, st.q.onPush = h.Cut, h.Ready
 	st.cancel = s.bus.Subscribe(se.UserID, st.q.push)
 	s.presence.Connect(se.UserID, se.DeviceID)
 	s.streams.Add(1)
 	return st
 }
+
+// Draining is closed when the server starts shutting down (see Drain).
+// Transports that do not wait in Next watch it to end their streams.
+func (s *Service) Draining() <-chan struct{} { return s.draining }
 
 // Cursor is the seq of the last durable event delivered.
 func (st *Stream) Cursor() uint64 { return st.cursor }
@@ -66,6 +82,34 @@ func (st *Stream) Cursor() uint64 { return st.cursor }
 // Next returns the next events, at most limit durable ones from the
 // backlog at a time, blocking until there is at least one or ctx ends.
 func (st *Stream) Next(ctx context.Context, limit int) ([]Event, error) {
+	for {
+		evs, err := st.next(ctx, limit)
+		if err != nil || len(evs) > 0 {
+			return evs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-st.svc.draining:
+			return nil, ErrDraining
+		case <-st.q.ready:
+		}
+	}
+}
+
+// TryNext is Next without the wait: with nothing to deliver it returns no
+// events and no error. It is for writers started by StreamHooks.Ready.
+func (st *Stream) TryNext(ctx context.Context, limit int) ([]Event, error) {
+	select {
+	case <-st.svc.draining:
+		return nil, ErrDraining
+	default:
+	}
+	return st.next(ctx, limit)
+}
+
+// next delivers what is ready: the backlog first, then the live queue.
+func (st *Stream) next(ctx context.Context, limit int) ([]Event, error) {
 	for {
 		if st.catch {
 			p, err := st.svc.Sync(ctx, st.se, st.cursor, limit)
@@ -107,15 +151,8 @@ func (st *Stream) Next(ctx context.Context, limit int) ([]Event, error) {
 		if len(out) > 0 {
 			return out, nil
 		}
-		if st.catch {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-st.svc.draining:
-			return nil, ErrDraining
-		case <-st.q.ready:
+		if !st.catch {
+			return nil, nil
 		}
 	}
 }
@@ -141,7 +178,9 @@ type queue struct {
 	// event is dropped (ephemeral events of polling devices).
 	cut   bool
 	onCut func()
-	ready chan struct{}
+	// onPush, if set, is told of every queued event.
+	onPush func()
+	ready  chan struct{}
 }
 
 func (q *queue) init(max int, cut bool) {
@@ -166,6 +205,9 @@ func (q *queue) push(e Event) {
 		q.onCut()
 	}
 	q.wake()
+	if q.onPush != nil {
+		q.onPush()
+	}
 }
 
 func (q *queue) wake() {

@@ -18,7 +18,7 @@ const StreamBatch = 100
 // transports that keep proxies awake themselves, ping may be nil). It is
 // the one loop SSE and WebSocket share.
 func Pump(ctx context.Context, svc *core.Service, se core.Session, cursor uint64, t Transport, heartbeat time.Duration, ping func() error) error {
-	st := svc.OpenStream(se, cursor, func() { _ = t.Close() })
+	st := svc.OpenStream(se, cursor, core.StreamHooks{Cut: func() { _ = t.Close() }})
 	defer st.Close()
 	for {
 		wctx, cancel := ctx, context.CancelFunc(func() {})

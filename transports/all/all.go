@@ -31,7 +31,7 @@ func Endpoints(svc *core.Service, o Options) []transports.Endpoint {
 		o.WriteTimeout = 10 * time.Second
 	}
 	return []transports.Endpoint{
-		ws.New(svc, ws.Options{PingPeriod: o.Heartbeat, PongWait: 2 * o.Heartbeat, QueueFrames: ws.DefaultOptions.QueueFrames, WriteTimeout: o.WriteTimeout}),
+		ws.New(svc, ws.Options{PingPeriod: o.Heartbeat, PongWait: 2 * o.Heartbeat, WriteTimeout: o.WriteTimeout}),
 		sse.New(svc, sse.Options{Heartbeat: o.Heartbeat, WriteTimeout: o.WriteTimeout}),
 		longpoll.New(svc),
 		poll.New(svc),

@@ -1,18 +1,31 @@
-// Package ws is the WebSocket transport (github.com/olahol/melody): GET
-// /v1/ws?cursor=N upgrades to a socket carrying one JSON event per text
-// frame from the server, and send, heartbeat and typing frames from the
-// client.
+// Package ws is the WebSocket transport: GET /v1/ws?cursor=N upgrades to a
+// socket carrying one JSON event per text frame from the server, and send,
+// heartbeat and typing frames from the client.
+//
+// An idle socket costs one goroutine (its reader) and no write buffer:
+// events are written by a goroutine started when the core queues one
+// (core.StreamHooks.Ready) that ends when the queue is empty, pings come
+// from a timer, and a batch of events leaves in one writev with no copy of
+// the event bytes. gorilla/websocket does the handshake and reads frames;
+// server frames are unmasked and trivial to write, so they are written
+// here. melody, which the design card named, costs three goroutines and a
+// 256-slot channel per socket and drops frames when that channel is full
+// (docs/design.md says why it was replaced).
 package ws
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/olahol/melody"
 
 	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/transports"
@@ -24,123 +37,400 @@ const Name = "websocket"
 
 // Options tune the transport.
 type Options struct {
-	// PingPeriod is how often the server pings; a client that has not
-	// answered within PongWait is disconnected.
+	// PingPeriod is how often the server pings; a client silent for
+	// PongWait (no frame, no pong) is disconnected.
 	PingPeriod, PongWait time.Duration
-	// QueueFrames bounds the frames waiting to be written to one socket.
-	QueueFrames int
 	// WriteTimeout cuts a client that does not read (its TCP window full).
 	WriteTimeout time.Duration
+	// ReadBufferSize is the per-socket read buffer. Client frames are
+	// small; larger ones are read straight past the buffer.
+	ReadBufferSize int
 }
 
 // DefaultOptions are the production settings.
-var DefaultOptions = Options{PingPeriod: 20 * time.Second, PongWait: 30 * time.Second, QueueFrames: 256, WriteTimeout: 10 * time.Second}
+var DefaultOptions = Options{PingPeriod: 15 * time.Second, PongWait: 30 * time.Second, WriteTimeout: 10 * time.Second, ReadBufferSize: 512}
 
-const keySession, keyCursor, keyConn = "se", "cursor", "conn"
+// closeWait is how long a socket closed by the server waits for the
+// client's close frame before the TCP connection is dropped: closing at
+// once could reset the connection and lose the close frame with its code.
+const closeWait = time.Second
 
-// conn is the per-socket state kept in the melody session.
-//
-// melody drops a frame when a session's output buffer is full, and its
-// Close is itself a frame, dropped the same way. So frames are written only
-// against credits: one per free buffer slot but one, taken before a write
-// and given back when melody reports the frame sent. A client that does not
-// read makes writers wait instead of losing frames; the core's bounded
-// stream queue then overflows and cuts it, and the close frame always fits.
-type conn struct {
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	credits chan struct{}
-}
+type endpoint struct {
+	svc  *core.Service
+	o    Options
+	up   websocket.Upgrader
+	log  *slog.Logger
+	wg   sync.WaitGroup // readers, writers and the drain watcher
+	stop chan struct{}
 
-func (c *conn) write(s *melody.Session, frame []byte) error {
-	select {
-	case c.credits <- struct{}{}:
-	case <-c.ctx.Done():
-		return c.ctx.Err()
-	}
-	return s.Write(frame)
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	closed bool
 }
 
 // New returns the WebSocket endpoint.
 func New(svc *core.Service, o Options) transports.Endpoint {
-	m := melody.New()
-	m.Config.MaxMessageSize = wire.MaxBodyBytes // melody's default of 512 bytes would cut messages
-	m.Config.MessageBufferSize = o.QueueFrames
-	m.Config.PingPeriod, m.Config.PongWait = o.PingPeriod, o.PongWait
-	m.Config.WriteWait = o.WriteTimeout
-	// Any origin may connect: sockets authenticate with a token, never a
-	// cookie, so a foreign page cannot borrow a user's session.
-	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true }
+	if o.ReadBufferSize <= 0 {
+		o.ReadBufferSize = DefaultOptions.ReadBufferSize
+	}
+	ep := &endpoint{svc: svc, o: o, conns: map[*conn]struct{}{}, stop: make(chan struct{}), log: slog.Default()}
+	ep.up = websocket.Upgrader{
+		ReadBufferSize: o.ReadBufferSize,
+		// Never used (frames are written here, not by gorilla), but without
+		// a pool gorilla allocates a 4 KiB write buffer per socket.
+		WriteBufferPool: &sync.Pool{},
+		// Any origin may connect: sockets authenticate with a token, never
+		// a cookie, so a foreign page cannot borrow a user's session.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	ep.wg.Add(1)
+	go ep.watchDrain()
+	return transports.Endpoint{Name: Name, Path: "/v1/ws", Handler: ep.serve, Close: ep.close}
+}
 
-	m.HandleConnect(func(s *melody.Session) {
-		se := s.MustGet(keySession).(core.Session)
-		cursor := s.MustGet(keyCursor).(uint64)
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &conn{ctx: ctx, cancel: cancel, done: make(chan struct{}), credits: make(chan struct{}, o.QueueFrames-1)}
-		s.Set(keyConn, c)
-		go func() {
-			defer close(c.done)
-			_ = transports.Pump(ctx, svc, se, cursor, transport{s, c}, 0, nil)
-			_ = s.Close()
-		}()
-	})
-	m.HandleSentMessage(func(s *melody.Session, _ []byte) {
-		if v, ok := s.Get(keyConn); ok {
-			select {
-			case <-v.(*conn).credits:
-			default:
-			}
-		}
-	})
-	m.HandleDisconnect(func(s *melody.Session) {
-		if v, ok := s.Get(keyConn); ok {
-			c := v.(*conn)
-			c.cancel()
-			<-c.done // the pump ends with the socket: no goroutine outlives it
-		}
-	})
-	m.HandleMessage(func(s *melody.Session, msg []byte) {
-		se := s.MustGet(keySession).(core.Session)
-		v, _ := s.Get(keyConn)
-		c, _ := v.(*conn)
-		if c == nil {
+func (ep *endpoint) serve(w http.ResponseWriter, r *http.Request, se core.Session) error {
+	cursor, err := transports.Cursor(r)
+	if err != nil {
+		return err
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return core.Errorf(core.KindInvalid, "websocket_upgrade_required", "this endpoint needs a WebSocket upgrade request")
+	}
+	ws, err := ep.up.Upgrade(w, r, nil)
+	if err != nil {
+		return nil // the upgrader has answered the request
+	}
+	ws.SetReadLimit(wire.MaxBodyBytes)
+	c := &conn{ep: ep, ws: ws, nc: ws.NetConn(), se: se}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	ep.mu.Lock()
+	if ep.closed {
+		ep.mu.Unlock()
+		c.closeWith(websocket.CloseServiceRestart, core.ErrDraining.Code)
+		c.nc.Close()
+		return nil
+	}
+	ep.conns[c] = struct{}{}
+	ep.wg.Add(1)
+	ep.mu.Unlock()
+	c.st = ep.svc.OpenStream(se, cursor, core.StreamHooks{Cut: c.cut, Ready: c.kick})
+	c.ping = time.AfterFunc(ep.o.PingPeriod, c.sendPing)
+	c.kick() // the backlog
+	// The handler returns and its deep net/http stack with it: the socket
+	// is read by a goroutine of its own with a shallow one.
+	go c.read()
+	return nil
+}
+
+// watchDrain ends every socket when the server starts shutting down: no
+// goroutine waits in the core for them to notice.
+func (ep *endpoint) watchDrain() {
+	defer ep.wg.Done()
+	select {
+	case <-ep.svc.Draining():
+	case <-ep.stop:
+		return
+	}
+	ep.mu.Lock()
+	for c := range ep.conns {
+		c.kick()
+	}
+	ep.mu.Unlock()
+}
+
+// close waits for the sockets the drain has closed, then drops any left.
+func (ep *endpoint) close() error {
+	ep.mu.Lock()
+	if ep.closed {
+		ep.mu.Unlock()
+		return nil
+	}
+	ep.closed = true
+	close(ep.stop)
+	ep.mu.Unlock()
+	done := make(chan struct{})
+	go func() { ep.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(ep.o.WriteTimeout + closeWait):
+	}
+	ep.mu.Lock()
+	for c := range ep.conns {
+		c.nc.Close()
+	}
+	ep.mu.Unlock()
+	<-done
+	return nil
+}
+
+// conn is one socket. Its reader goroutine owns it: it ends the stream
+// and unregisters when the socket closes, after any writer has finished.
+type conn struct {
+	ep     *endpoint
+	ws     *websocket.Conn
+	nc     net.Conn
+	se     core.Session
+	st     *core.Stream
+	ctx    context.Context
+	cancel context.CancelFunc
+	ping   *time.Timer
+
+	mu      sync.Mutex // guards the three flags
+	writing bool       // a writer goroutine runs
+	again   bool       // events were queued while it ran
+	closed  bool       // the reader has ended: no new writer
+
+	wmu       sync.Mutex // one frame sequence on the wire at a time
+	flushMu   sync.Mutex // held by the writer while it uses the stream
+	closeSent atomic.Bool
+}
+
+var _ transports.Transport = (*conn)(nil)
+
+// kick starts the writer unless one runs; that one then looks again.
+func (c *conn) kick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+	case c.writing:
+		c.again = true
+	default:
+		c.writing = true
+		c.ep.wg.Add(1)
+		go c.flush()
+	}
+}
+
+// flush writes what the stream has until it is empty, then ends.
+func (c *conn) flush() {
+	defer c.ep.wg.Done()
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.writing = false
+			c.mu.Unlock()
 			return
 		}
-		if out := handleFrame(c.ctx, svc, se, msg); out != nil {
-			_ = c.write(s, out)
+		c.again = false
+		c.mu.Unlock()
+		evs, err := c.st.TryNext(c.ctx, transports.StreamBatch)
+		if err == nil && len(evs) > 0 {
+			err = c.WriteMany(evs...)
 		}
-	})
-
-	// Sockets are hijacked, so the HTTP server's shutdown does not wait for
-	// them: Close waits for their handlers (the core's Drain has ended their
-	// streams, which closes them) before closing melody, whose hub would
-	// otherwise strand a handler that unregisters as the hub exits.
-	var active sync.WaitGroup
-	closeAll := func() error {
-		done := make(chan struct{})
-		go func() { active.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(o.WriteTimeout + o.PongWait):
-		}
-		return m.Close()
-	}
-	return transports.Endpoint{Name: Name, Path: "/v1/ws", Close: closeAll, Handler: func(w http.ResponseWriter, r *http.Request, se core.Session) error {
-		cursor, err := transports.Cursor(r)
 		if err != nil {
-			return err
+			c.end(err)
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
 		}
-		if !websocket.IsWebSocketUpgrade(r) {
-			return core.Errorf(core.KindInvalid, "websocket_upgrade_required", "this endpoint needs a WebSocket upgrade request")
+		if len(evs) == 0 {
+			c.mu.Lock()
+			if !c.again {
+				c.writing = false
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
 		}
-		// After a successful upgrade this returns when the socket closes; a
-		// failed upgrade has already been answered by the upgrader.
-		active.Add(1)
-		defer active.Done()
-		_ = m.HandleRequestWithKeys(w, r, map[string]any{keySession: se, keyCursor: cursor})
+	}
+}
+
+// end closes the socket for a reason the stream gave.
+func (c *conn) end(err error) {
+	switch {
+	case errors.Is(err, core.ErrSlowConsumer):
+		c.closeWith(websocket.CloseTryAgainLater, core.ErrSlowConsumer.Code)
+	case errors.Is(err, core.ErrDraining):
+		c.closeWith(websocket.CloseServiceRestart, core.ErrDraining.Code)
+	case errors.Is(err, core.ErrUnauthorized):
+		c.closeWith(websocket.ClosePolicyViolation, core.ErrUnauthorized.Code)
+	default:
+		c.nc.Close() // a failed write: the reader sees it and cleans up
+	}
+}
+
+// closeWith sends a close frame and gives the client closeWait to answer
+// before the reader's deadline drops the connection.
+func (c *conn) closeWith(code int, reason string) {
+	if c.closeSent.Swap(true) {
+		return
+	}
+	msg := websocket.FormatCloseMessage(code, reason)
+	if err := c.writeFrame(opClose, msg, closeWait); err != nil {
+		c.nc.Close()
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeWait))
+}
+
+// cut is called by the core, from a publisher, when the stream's queue
+// overflows. A writer blocked on the full socket is released at once
+// (its write fails and the socket closes); otherwise the writer started
+// here finds ErrSlowConsumer and closes with 1013.
+func (c *conn) cut() {
+	_ = c.nc.SetWriteDeadline(time.Now())
+	c.kick()
+}
+
+// Close cuts the socket as a slow consumer would be; the client resumes by
+// cursor.
+func (c *conn) Close() error {
+	c.cut()
+	return nil
+}
+
+func (c *conn) Name() string { return Name }
+
+func (c *conn) Write(ev core.Event) error { return c.WriteMany(ev) }
+
+// WriteMany writes one text frame per event in a single writev: the frame
+// headers are built here and the event bytes are sent as they are.
+func (c *conn) WriteMany(evs ...core.Event) error {
+	w := framesPool.Get().(*frames)
+	defer w.release()
+	for _, e := range evs {
+		w.add(opText, e.Data)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.ep.o.WriteTimeout))
+	bufs := w.bufs // WriteTo consumes the slice it is given
+	_, err := bufs.WriteTo(c.nc)
+	return err
+}
+
+func (c *conn) writeFrame(op byte, payload []byte, timeout time.Duration) error {
+	w := framesPool.Get().(*frames)
+	defer w.release()
+	w.add(op, payload)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	bufs := w.bufs
+	_, err := bufs.WriteTo(c.nc)
+	return err
+}
+
+// sendPing runs on the ping timer. A writer busy on the socket stands in
+// for the ping: the client's TCP stack is answering anyway.
+func (c *conn) sendPing() {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return
+	}
+	if c.wmu.TryLock() {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.ep.o.WriteTimeout))
+		_, err := c.nc.Write(pingFrame)
+		c.wmu.Unlock()
+		if err != nil {
+			c.nc.Close()
+			return
+		}
+	}
+	c.ping.Reset(c.ep.o.PingPeriod)
+}
+
+var pingFrame = []byte{0x80 | opPing, 0}
+
+// read is the socket's reader and owner.
+func (c *conn) read() {
+	defer c.finish()
+	c.ws.SetPongHandler(func(string) error { return c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait)) })
+	// The client's close is answered (unless ours crossed it) under the
+	// frame lock; ReadMessage then returns and the socket is torn down.
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		if !c.closeSent.Swap(true) {
+			_ = c.writeFrame(opClose, websocket.FormatCloseMessage(code, ""), closeWait)
+		}
 		return nil
-	}}
+	})
+	for {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait))
+		mt, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		if mt != websocket.TextMessage {
+			continue
+		}
+		if out := handleFrame(c.ctx, c.ep.svc, c.se, msg); out != nil {
+			if err := c.writeFrame(opText, out, c.ep.o.WriteTimeout); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// finish tears the socket down once the reader has ended: no writer may
+// start, the running one is stopped by the closed connection, and the
+// stream is closed only after it has let go.
+func (c *conn) finish() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.ping.Stop()
+	c.cancel()
+	c.nc.Close()
+	c.flushMu.Lock()
+	c.st.Close()
+	c.flushMu.Unlock()
+	c.ep.mu.Lock()
+	delete(c.ep.conns, c)
+	c.ep.mu.Unlock()
+	c.ep.wg.Done()
+}
+
+// WebSocket opcodes (RFC 6455 section 5.2).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+)
+
+// frames collects frame headers and payloads for one writev. The headers
+// share one array, so a batch allocates nothing once the pool is warm.
+type frames struct {
+	hdr  []byte
+	bufs net.Buffers
+}
+
+var framesPool = sync.Pool{New: func() any { return &frames{hdr: make([]byte, 0, 10*transports.StreamBatch)} }}
+
+func (w *frames) add(op byte, payload []byte) {
+	start := len(w.hdr)
+	if cap(w.hdr)-start < 10 {
+		// A new array: earlier headers stay valid in the old one.
+		w.hdr = make([]byte, 0, 2*cap(w.hdr)+10)
+		start = 0
+	}
+	w.hdr = append(w.hdr, 0x80|op) // FIN: never fragmented
+	switch n := len(payload); {
+	case n < 126:
+		w.hdr = append(w.hdr, byte(n))
+	case n <= 0xffff:
+		w.hdr = append(w.hdr, 126)
+		w.hdr = binary.BigEndian.AppendUint16(w.hdr, uint16(n))
+	default:
+		w.hdr = append(w.hdr, 127)
+		w.hdr = binary.BigEndian.AppendUint64(w.hdr, uint64(n))
+	}
+	w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)])
+	if len(payload) > 0 {
+		w.bufs = append(w.bufs, payload)
+	}
+}
+
+func (w *frames) release() {
+	clear(w.bufs) // drop references to event bytes
+	w.hdr, w.bufs = w.hdr[:0], w.bufs[:0]
+	framesPool.Put(w)
 }
 
 // frame is any client frame; which fields count depends on Type.
@@ -179,34 +469,4 @@ func handleFrame(ctx context.Context, svc *core.Service, se core.Session, msg []
 		return nil
 	}
 	return wire.ErrorEvent(core.Errorf(core.KindInvalid, "unknown_frame_type", "unknown frame type %q; expected send, heartbeat or typing", f.Type), f.ClientMsgID)
-}
-
-// transport writes events to one melody session, one per text frame.
-type transport struct {
-	s *melody.Session
-	c *conn
-}
-
-var _ transports.Transport = transport{}
-
-func (t transport) Name() string { return Name }
-
-func (t transport) Write(ev core.Event) error { return t.c.write(t.s, ev.Data) }
-
-func (t transport) WriteMany(evs ...core.Event) error {
-	for _, e := range evs {
-		if err := t.c.write(t.s, e.Data); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close cuts the socket with close code 1013 (try again later): the only
-// reason the core closes a transport is a client too slow for its queue,
-// which should reconnect with its cursor.
-func (t transport) Close() error {
-	err := t.s.CloseWithMsg(websocket.FormatCloseMessage(websocket.CloseTryAgainLater, core.ErrSlowConsumer.Code))
-	t.c.cancel() // writers waiting for credits give up
-	return err
 }
