@@ -14,11 +14,21 @@ var sampleMessage, _ = json.Marshal(core.Message{
 })
 
 // BenchmarkMessageEvent is the per-recipient cost of the envelope: the
-// stored message bytes are copied once behind the type and seq.
+// stored message bytes are shared, not copied.
 func BenchmarkMessageEvent(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		_ = core.MessageEvent(uint64(i), sampleMessage)
+	}
+}
+
+// BenchmarkMessageEventAppend is what a buffering transport (SSE, polling)
+// pays per recipient: the event written into its reused buffer.
+func BenchmarkMessageEventAppend(b *testing.B) {
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = core.MessageEvent(uint64(i), sampleMessage).AppendTo(buf[:0])
 	}
 }
 

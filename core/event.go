@@ -12,15 +12,78 @@ const (
 	EventTyping   = "typing"
 )
 
-// Event is one encoded event for a user: Data is the complete JSON object
-// that every transport sends as is, encoded once and shared by all the
-// user's devices. Seq is the inbox position of a durable event and 0 for an
-// ephemeral one.
+// Event is one encoded event for a user, ready for every transport to send
+// as is. A message event is encoded once for all its recipients: the stored
+// message bytes are shared and only the few bytes that carry the user's seq
+// are per recipient (see Head, Body and Tail, which a transport can write
+// without joining them). Seq is the inbox position of a durable event and 0
+// for an ephemeral one.
 type Event struct {
 	Type string
 	Seq  uint64
-	Data []byte
+	data []byte          // the whole JSON of an event that is not a message
+	msg  json.RawMessage // a message event's stored message, shared
 }
+
+// Data returns the event's JSON as one slice. For a message event it joins
+// the parts into a new slice; transports use AppendTo or the parts instead.
+func (e Event) Data() []byte {
+	if e.msg == nil {
+		return e.data
+	}
+	return e.AppendTo(make([]byte, 0, e.Len()))
+}
+
+// Len is the length of the event's JSON.
+func (e Event) Len() int {
+	if e.msg == nil {
+		return len(e.data)
+	}
+	digits := 1
+	for n := e.Seq; n >= 10; n /= 10 {
+		digits++
+	}
+	return len(messageHead) + digits + len(messageMid) + len(e.msg) + len(messageTail)
+}
+
+// AppendTo appends the event's JSON to b.
+func (e Event) AppendTo(b []byte) []byte {
+	b = e.AppendHead(b)
+	b = append(b, e.Body()...)
+	return append(b, e.Tail()...)
+}
+
+// AppendHead appends the bytes that come before Body: for a message event
+// {"type":"message","seq":N,"message":, for any other event nothing.
+func (e Event) AppendHead(b []byte) []byte {
+	if e.msg == nil {
+		return b
+	}
+	b = append(b, messageHead...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	return append(b, messageMid...)
+}
+
+// Body is the bulk of the event's JSON, shared by every recipient: treat
+// it as read-only.
+func (e Event) Body() []byte {
+	if e.msg == nil {
+		return e.data
+	}
+	return e.msg
+}
+
+// Tail is what follows Body (read-only).
+func (e Event) Tail() []byte {
+	if e.msg == nil {
+		return nil
+	}
+	return messageTail
+}
+
+var messageTail = []byte("}")
+
+const messageHead, messageMid = `{"type":"message","seq":`, `,"message":`
 
 // CursorEvent encodes {"type":"cursor","cursor":N}: sent by a stream
 // opened with a cursor beyond the user's inbox head (a client bug, or a
@@ -29,7 +92,7 @@ type Event struct {
 // cursor as already delivered.
 func CursorEvent(cursor uint64) Event {
 	b := append([]byte(`{"type":"cursor","cursor":`), strconv.FormatUint(cursor, 10)...)
-	return Event{Type: "cursor", Data: append(b, '}')}
+	return Event{Type: "cursor", data: append(b, '}')}
 }
 
 // eventRevoke is internal: it travels on the bus to end the streams of a
@@ -37,23 +100,17 @@ func CursorEvent(cursor uint64) Event {
 const eventRevoke = "_revoke"
 
 func revokeEvent(device ID) Event {
-	return Event{Type: eventRevoke, Data: []byte(device.String())}
+	return Event{Type: eventRevoke, data: []byte(device.String())}
 }
 
 // Durable reports whether the event is an inbox entry (carries a seq).
 func (e Event) Durable() bool { return e.Seq != 0 }
 
-// MessageEvent encodes {"type":"message","seq":N,"message":RAW}. The message
-// JSON is the stored bytes, so building an event costs one copy, not an
-// encoding.
+// MessageEvent is {"type":"message","seq":N,"message":RAW}. RAW is the
+// stored message, shared, not copied: building an event for each recipient
+// of a group message allocates nothing.
 func MessageEvent(seq uint64, msg json.RawMessage) Event {
-	b := make([]byte, 0, len(msg)+48)
-	b = append(b, `{"type":"message","seq":`...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `,"message":`...)
-	b = append(b, msg...)
-	b = append(b, '}')
-	return Event{Type: EventMessage, Seq: seq, Data: b}
+	return Event{Type: EventMessage, Seq: seq, msg: msg}
 }
 
 // PresenceEvent encodes a presence change of uid.
@@ -63,7 +120,7 @@ func PresenceEvent(uid ID, p Presence) Event {
 		UserID ID     `json:"user_id"`
 		Presence
 	}{EventPresence, uid, p})
-	return Event{Type: EventPresence, Data: b}
+	return Event{Type: EventPresence, data: b}
 }
 
 // TypingEvent encodes "uid is typing in conv".
@@ -73,7 +130,7 @@ func TypingEvent(conv string, uid ID) Event {
 		ConversationID string `json:"conversation_id"`
 		UserID         ID     `json:"user_id"`
 	}{EventTyping, conv, uid})
-	return Event{Type: EventTyping, Data: b}
+	return Event{Type: EventTyping, data: b}
 }
 
 // AppendEvents writes events as a JSON array into b.
@@ -83,7 +140,7 @@ func AppendEvents(b []byte, evs []Event) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, e.Data...)
+		b = e.AppendTo(b)
 	}
 	return append(b, ']')
 }

@@ -134,7 +134,7 @@ func (st *Stream) next(ctx context.Context, limit int) ([]Event, error) {
 		for _, e := range evs {
 			switch {
 			case e.Type == eventRevoke:
-				if string(e.Data) == st.se.DeviceID.String() {
+				if string(e.data) == st.se.DeviceID.String() {
 					return nil, ErrUnauthorized
 				}
 			case !e.Durable():

@@ -44,7 +44,7 @@ func Serve(w http.ResponseWriter, r *http.Request, svc *core.Service, se core.Se
 func WritePage(w http.ResponseWriter, p core.Page) error {
 	n := 64
 	for _, e := range p.Events {
-		n += len(e.Data) + 1
+		n += e.Len() + 1
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"events":`...)

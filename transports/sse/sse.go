@@ -95,7 +95,7 @@ func (t *transport) WriteMany(evs ...core.Event) error {
 			b = append(b, '\n')
 		}
 		b = append(b, "data: "...)
-		b = append(b, e.Data...)
+		b = e.AppendTo(b)
 		b = append(b, "\n\n"...)
 	}
 	t.buf = b

@@ -294,7 +294,7 @@ func (c *conn) WriteMany(evs ...core.Event) error {
 	w := framesPool.Get().(*frames)
 	defer w.release()
 	for _, e := range evs {
-		w.add(opText, e.Data)
+		w.addEvent(e)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -401,17 +401,41 @@ type frames struct {
 	bufs net.Buffers
 }
 
-var framesPool = sync.Pool{New: func() any { return &frames{hdr: make([]byte, 0, 10*transports.StreamBatch)} }}
+var framesPool = sync.Pool{New: func() any { return &frames{hdr: make([]byte, 0, 64*transports.StreamBatch)} }}
 
 func (w *frames) add(op byte, payload []byte) {
-	start := len(w.hdr)
-	if cap(w.hdr)-start < 10 {
-		// A new array: earlier headers stay valid in the old one.
-		w.hdr = make([]byte, 0, 2*cap(w.hdr)+10)
-		start = 0
+	start := w.header(op, len(payload))
+	w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)])
+	if len(payload) > 0 {
+		w.bufs = append(w.bufs, payload)
 	}
+}
+
+// addEvent frames an event: the frame header and the event's per-user head
+// share the header array; its shared body and tail are sent as they are.
+func (w *frames) addEvent(e core.Event) {
+	start := w.header(opText, e.Len())
+	w.hdr = e.AppendHead(w.hdr)
+	w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)])
+	if b := e.Body(); len(b) > 0 {
+		w.bufs = append(w.bufs, b)
+	}
+	if t := e.Tail(); len(t) > 0 {
+		w.bufs = append(w.bufs, t)
+	}
+}
+
+// header appends a frame header for n payload bytes to the header array,
+// leaving room for an event head after it, and returns where it starts.
+func (w *frames) header(op byte, n int) int {
+	const room = 10 + 64 // the largest frame header and an event head
+	if cap(w.hdr)-len(w.hdr) < room {
+		// A new array: earlier headers stay valid in the old one.
+		w.hdr = make([]byte, 0, 2*cap(w.hdr)+room)
+	}
+	start := len(w.hdr)
 	w.hdr = append(w.hdr, 0x80|op) // FIN: never fragmented
-	switch n := len(payload); {
+	switch {
 	case n < 126:
 		w.hdr = append(w.hdr, byte(n))
 	case n <= 0xffff:
@@ -421,10 +445,7 @@ func (w *frames) add(op byte, payload []byte) {
 		w.hdr = append(w.hdr, 127)
 		w.hdr = binary.BigEndian.AppendUint64(w.hdr, uint64(n))
 	}
-	w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)])
-	if len(payload) > 0 {
-		w.bufs = append(w.bufs, payload)
-	}
+	return start
 }
 
 func (w *frames) release() {

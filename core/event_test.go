@@ -1,0 +1,39 @@
+package core_test
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatgate/chatgate/core"
+)
+
+// A message event's parts, however a transport writes them, make the
+// protocol's envelope, and Len is exact (WebSocket frame headers carry it).
+func TestMessageEventParts(t *testing.T) {
+	for _, seq := range []uint64{1, 9, 10, 99, 100, 123456789, math.MaxUint64} {
+		ev := core.MessageEvent(seq, sampleMessage)
+		joined := ev.AppendTo([]byte("prefix"))[len("prefix"):]
+		require.Len(t, joined, ev.Len(), "seq %d", seq)
+		require.Equal(t, joined, ev.Data())
+		parts := append(ev.AppendHead(nil), ev.Body()...)
+		require.Equal(t, joined, append(parts, ev.Tail()...))
+		var got struct {
+			Type    string          `json:"type"`
+			Seq     uint64          `json:"seq"`
+			Message json.RawMessage `json:"message"`
+		}
+		require.NoError(t, json.Unmarshal(joined, &got))
+		require.Equal(t, core.EventMessage, got.Type)
+		require.Equal(t, seq, got.Seq)
+		require.JSONEq(t, string(sampleMessage), string(got.Message))
+	}
+	// Other events are one slice: no head, no tail.
+	ev := core.CursorEvent(7)
+	require.Equal(t, `{"type":"cursor","cursor":7}`, string(ev.Data()))
+	require.Empty(t, ev.AppendHead(nil))
+	require.Empty(t, ev.Tail())
+	require.Equal(t, len(ev.Body()), ev.Len())
+}
