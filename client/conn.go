@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -443,7 +442,7 @@ func (cn *Conn) renegotiate() {
 // from the cursor instead of delivering out of order.
 func (cn *Conn) handle(raw []byte) error {
 	var w wireEvent
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if err := decodeEvent(raw, &w); err != nil {
 		// It may be a durable event we cannot read: resume rather than skip.
 		return fmt.Errorf("chatgate: undecodable event: %w", err)
 	}
