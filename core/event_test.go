@@ -37,3 +37,24 @@ func TestMessageEventParts(t *testing.T) {
 	require.Empty(t, ev.Tail())
 	require.Equal(t, len(ev.Body()), ev.Len())
 }
+
+// The hand-written JSON string encoder agrees with encoding/json on every
+// byte that matters, and SentEvent is valid JSON.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uote`, `back\slash`, "nl\nret\rtab\t", "bell\x07\x1f", "héllo 😀 <&> \u2028", "\"\\\"\\"} {
+		b := core.AppendJSONString(nil, s)
+		var got string
+		require.NoError(t, json.Unmarshal(b, &got), string(b))
+		require.Equal(t, s, got)
+		ev := core.SentEvent(s, sampleMessage)
+		var sent struct {
+			Type        string          `json:"type"`
+			ClientMsgID string          `json:"client_msg_id"`
+			Message     json.RawMessage `json:"message"`
+		}
+		require.NoError(t, json.Unmarshal(ev, &sent), string(ev))
+		require.Equal(t, "sent", sent.Type)
+		require.Equal(t, s, sent.ClientMsgID)
+		require.JSONEq(t, string(sampleMessage), string(sent.Message))
+	}
+}

@@ -14,9 +14,9 @@
 package ws
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -337,6 +337,8 @@ func (c *conn) sendPing() {
 	c.ping.Reset(c.ep.o.PingPeriod)
 }
 
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 var pingFrame = []byte{0x80 | opPing, 0}
 
 // read is the socket's reader and owner.
@@ -353,14 +355,29 @@ func (c *conn) read() {
 	})
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait))
-		mt, msg, err := c.ws.ReadMessage()
+		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			return
 		}
 		if mt != websocket.TextMessage {
 			continue
 		}
-		if out := handleFrame(c.ctx, c.ep.svc, c.se, msg); out != nil {
+		// Frames are read into pooled buffers, not one allocation each:
+		// decoding copies out what it keeps.
+		buf := readPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err = buf.ReadFrom(r)
+		var out []byte
+		if err == nil {
+			out = handleFrame(c.ctx, c.ep.svc, c.se, buf.Bytes())
+		}
+		if buf.Cap() <= 64<<10 {
+			readPool.Put(buf)
+		}
+		if err != nil {
+			return
+		}
+		if out != nil {
 			if err := c.writeFrame(opText, out, c.ep.o.WriteTimeout); err != nil {
 				return
 			}
@@ -475,12 +492,7 @@ func handleFrame(ctx context.Context, svc *core.Service, se core.Session, msg []
 		if err != nil {
 			return wire.ErrorEvent(core.AsError(err), f.ClientMsgID)
 		}
-		b, _ := json.Marshal(struct {
-			Type        string          `json:"type"`
-			ClientMsgID string          `json:"client_msg_id"`
-			Message     json.RawMessage `json:"message"`
-		}{"sent", f.ClientMsgID, res.Raw})
-		return b
+		return core.SentEvent(f.ClientMsgID, res.Raw)
 	case "heartbeat":
 		return nil
 	case "typing":
