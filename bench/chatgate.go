@@ -194,7 +194,7 @@ func (t *chatgateTarget) PollInterval() time.Duration {
 func (t *chatgateTarget) SocketsPerIdle() int {
 	switch t.transport {
 	case client.TransportSSE, client.TransportLongPolling:
-		return 2 // the stream (or held poll) and a keep-alive connection for heartbeats
+		return 2 // the stream (or held poll), and room for a second connection of the HTTP client (a send while the stream is open)
 	}
 	return 1
 }
