@@ -55,10 +55,7 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 			ID: s.ids.Next(), ConversationID: conv, From: req.From, To: req.To, GroupID: req.GroupID,
 			Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID,
 		}
-		raw, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
+		raw := m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
 		mid := pid(m.ID)
 		w.set(kMessage(m.ID), string(raw))
 		if req.ClientMsgID != "" {
