@@ -43,27 +43,58 @@ type op struct {
 // batch's earlier writes and the stored state; writes are buffered.
 type wtx struct {
 	tx       *buntdb.Tx
-	batch    map[string]*op
-	inflight map[string]*op // the previous batch, possibly not yet applied
+	batch    *batch
+	inflight *batch // the previous batch, possibly not yet applied
 	mine     map[string]*op
 	ops      []*op
+	heads    map[core.ID]uint64 // inbox heads this write moved
 }
 
 func (w *wtx) get(key string) (string, bool) {
 	if o, ok := w.mine[key]; ok {
 		return o.val, !o.del
 	}
-	if o, ok := w.batch[key]; ok {
+	if o, ok := w.batch.overlay[key]; ok {
 		return o.val, !o.del
 	}
-	if o, ok := w.inflight[key]; ok {
-		return o.val, !o.del
+	if w.inflight != nil {
+		if o, ok := w.inflight.overlay[key]; ok {
+			return o.val, !o.del
+		}
 	}
 	v, err := w.tx.Get(key)
 	if err != nil {
 		return "", false
 	}
 	return v, true
+}
+
+// head returns uid's newest inbox seq. No key holds it: the newest inbox
+// key does, so an append writes one key per recipient less. Seqs moved by
+// unapplied writes are tracked beside their overlays, since an overlay
+// cannot be searched by prefix.
+func (w *wtx) head(uid core.ID) uint64 {
+	if h, ok := w.heads[uid]; ok {
+		return h
+	}
+	if h, ok := w.batch.heads[uid]; ok {
+		return h
+	}
+	if w.inflight != nil {
+		if h, ok := w.inflight.heads[uid]; ok {
+			return h
+		}
+	}
+	return inboxHead(w.tx, uid)
+}
+
+// setHead records that this write moved uid's inbox head to seq; the
+// caller writes the inbox key of seq.
+func (w *wtx) setHead(uid core.ID, seq uint64) {
+	if w.heads == nil {
+		w.heads = make(map[core.ID]uint64, 2)
+	}
+	w.heads[uid] = seq
 }
 
 func (w *wtx) set(key, val string) {
@@ -115,7 +146,8 @@ type batch struct {
 	prev    uint64 // the journal number of the batch before it that wrote
 	ops     []*op
 	overlay map[string]*op
-	ok      []*writeReq // requests whose writes are in ops
+	heads   map[core.ID]uint64 // inbox heads moved by ops
+	ok      []*writeReq        // requests whose writes are in ops
 }
 
 // committer builds batches; a syncer goroutine makes them durable. The two
@@ -201,26 +233,25 @@ func (s *Store) collect() (reqs []*writeReq, closing bool) {
 // build runs the write functions in order against the stored state, the
 // unapplied batch in flight and the batch's own earlier writes.
 func (s *Store) build(reqs []*writeReq, inflight *batch) *batch {
-	b := &batch{overlay: make(map[string]*op)}
+	b := &batch{overlay: make(map[string]*op), heads: make(map[core.ID]uint64)}
 	if s.failed != nil {
 		for _, r := range reqs {
 			r.done <- s.failed
 		}
 		return b
 	}
-	var prev map[string]*op
-	if inflight != nil {
-		prev = inflight.overlay
-	}
 	_ = s.db.View(func(tx *buntdb.Tx) error {
 		for _, r := range reqs {
-			w := &wtx{tx: tx, batch: b.overlay, inflight: prev, mine: make(map[string]*op)}
+			w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op)}
 			if err := r.fn(w); err != nil {
 				r.done <- err // nothing of it was written
 				continue
 			}
 			for k, o := range w.mine {
 				b.overlay[k] = o
+			}
+			for u, h := range w.heads {
+				b.heads[u] = h
 			}
 			b.ops = append(b.ops, w.ops...)
 			b.ok = append(b.ok, r)

@@ -64,14 +64,15 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 		w.set(kConvMsg(conv, m.ID), req.From.String())
 		res = core.SendResult{Message: m, Raw: raw, Deliveries: make([]core.Delivery, 0, len(recipients))}
 		for _, r := range recipients {
-			var seq uint64
-			if h, ok := w.get(kHead(r)); ok {
-				seq, _ = strconv.ParseUint(h, 10, 64)
-			}
-			seq++
-			w.set(kHead(r), strconv.FormatUint(seq, 10))
+			seq := w.head(r) + 1
+			w.setHead(r, seq)
 			w.set(kInbox(r, seq), mid)
-			w.set(kUserConv(r, conv), mid)
+			// The key only lists the conversation; its newest message is
+			// read from the conversation index, so the key is written once
+			// and not on every message.
+			if _, ok := w.get(kUserConv(r, conv)); !ok {
+				w.set(kUserConv(r, conv), "")
+			}
 			if r != req.From && req.NeedsPush != nil && req.NeedsPush(r) {
 				w.set(kPush(m.ID, r), "")
 				res.Pushes++
@@ -116,13 +117,24 @@ func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, max
 func (s *Store) InboxHead(ctx context.Context, uid core.ID) (uint64, error) {
 	var head uint64
 	err := s.view(func(tx *buntdb.Tx) error {
-		h, err := tx.Get(kHead(uid))
-		if err == nil {
-			head, _ = strconv.ParseUint(h, 10, 64)
-		}
+		head = inboxHead(tx, uid)
 		return nil
 	})
 	return head, err
+}
+
+// inboxHead returns the seq of uid's newest inbox key, or 0. Data files
+// written before this rule also hold h:<uid> keys, which nothing reads.
+func inboxHead(tx *buntdb.Tx, uid core.ID) uint64 {
+	p := "i:" + pid(uid) + ":"
+	var head uint64
+	_ = tx.DescendLessOrEqual("", p+"~", func(k, _ string) bool {
+		if strings.HasPrefix(k, p) {
+			head, _ = strconv.ParseUint(k[len(p):], 10, 64)
+		}
+		return false
+	})
+	return head
 }
 
 // lastConvMsg returns the id of the newest message of conv, or 0.
@@ -203,14 +215,14 @@ func (s *Store) Conversations(ctx context.Context, uid core.ID, limit int) ([]co
 	var out []core.Conversation
 	err := s.view(func(tx *buntdb.Tx) error {
 		p := "uc:" + pid(uid) + ":"
-		if err := prefixScan(tx, p, func(k, v string) bool {
-			last, _ := strconv.ParseUint(v, 10, 64)
-			c := core.Conversation{ID: k[len(p):]}
-			c.SetLastID(core.ID(last))
-			out = append(out, c)
+		if err := prefixScan(tx, p, func(k, _ string) bool {
+			out = append(out, core.Conversation{ID: k[len(p):]})
 			return true
 		}); err != nil {
 			return err
+		}
+		for i := range out {
+			out[i].SetLastID(lastConvMsg(tx, out[i].ID))
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].LastID() > out[j].LastID() })
 		if len(out) > limit {

@@ -225,7 +225,6 @@ func kUserGroup(uid, gid core.ID) string         { return "ug:" + pid(uid) + ":"
 func kPresence(uid core.ID) string               { return "p:" + pid(uid) }
 func kMessage(id core.ID) string                 { return "m:" + pid(id) }
 func kClientMsg(uid core.ID, cmid string) string { return "c:" + pid(uid) + ":" + cmid }
-func kHead(uid core.ID) string                   { return "h:" + pid(uid) }
 func kInbox(uid core.ID, seq uint64) string      { return "i:" + pid(uid) + ":" + pad(seq) }
 func kConvMsg(conv string, id core.ID) string    { return "cm:" + conv + ":" + pid(id) }
 func kUserConv(uid core.ID, conv string) string  { return "uc:" + pid(uid) + ":" + conv }
