@@ -45,6 +45,9 @@ func TestMessageJSONMatchesEncodingJSON(t *testing.T) {
 	}
 	checkSame(t, core.Message{ID: 383911507987009536, ConversationID: "g_9", From: 7, GroupID: 9, Content: "x"})
 	checkSame(t, core.Message{CreatedAt: core.Time{Time: time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.FixedZone("x", 3600))}})
+	for _, y := range []int{-1, 0, 1, 999, 9999, 10000} {
+		checkSame(t, core.Message{CreatedAt: core.Time{Time: time.Date(y, 12, 31, 23, 59, 59, 999999999, time.UTC)}})
+	}
 }
 
 func FuzzMessageJSON(f *testing.F) {
@@ -53,7 +56,7 @@ func FuzzMessageJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, content, cmid string, to uint64, ms int64) {
 		checkSame(t, core.Message{ID: core.ID(to + 1), ConversationID: cmid, From: 3, To: core.ID(to),
-			Content: content, CreatedAt: core.Time{Time: time.UnixMilli(ms)}, ClientMsgID: cmid})
+			Content: content, CreatedAt: core.Time{Time: time.UnixMicro(ms)}, ClientMsgID: cmid})
 	})
 }
 
@@ -73,4 +76,12 @@ func BenchmarkMessageJSON(b *testing.B) {
 			_ = m.AppendJSON(make([]byte, 0, 256))
 		}
 	})
+}
+
+func BenchmarkTimeJSON(b *testing.B) {
+	t := core.Now()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_, _ = t.MarshalJSON()
+	}
 }
