@@ -49,6 +49,7 @@ type wtx struct {
 	mine     map[string]*op
 	ops      []*op
 	heads    map[core.ID]uint64 // inbox heads this write moved
+	known    map[core.ID]uint64 // Store.heads
 }
 
 func (w *wtx) get(key string) (string, bool) {
@@ -71,22 +72,19 @@ func (w *wtx) get(key string) (string, bool) {
 }
 
 // head returns uid's newest inbox seq. No key holds it: the newest inbox
-// key does, so an append writes one key per recipient less. Seqs moved by
-// unapplied writes are tracked beside their overlays, since an overlay
-// cannot be searched by prefix.
+// key does, so an append writes one key per recipient less. The committer
+// keeps the heads it has seen or moved (an overlay of unapplied writes
+// cannot be searched by prefix, and a map hit is cheaper than a search).
 func (w *wtx) head(uid core.ID) uint64 {
 	if h, ok := w.heads[uid]; ok {
 		return h
 	}
-	if h, ok := w.batch.heads[uid]; ok {
+	if h, ok := w.known[uid]; ok {
 		return h
 	}
-	if w.inflight != nil {
-		if h, ok := w.inflight.heads[uid]; ok {
-			return h
-		}
-	}
-	return inboxHead(w.tx, uid)
+	h := inboxHead(w.tx, uid)
+	w.known[uid] = h // what is stored is true whether this write succeeds or not
+	return h
 }
 
 // setHead records that this write moved uid's inbox head to seq; the
@@ -147,15 +145,16 @@ type batch struct {
 	prev    uint64 // the journal number of the batch before it that wrote
 	ops     []*op
 	overlay map[string]*op
-	heads   map[core.ID]uint64 // inbox heads moved by ops
-	ok      []*writeReq        // requests whose writes are in ops
-	reqs    int                // requests taken, failed ones included
+	ok      []*writeReq // requests whose writes are in ops
+	reqs    int         // requests taken, failed ones included
 	size    int
 }
 
-func newBatch() *batch {
-	return &batch{overlay: make(map[string]*op), heads: make(map[core.ID]uint64)}
-}
+func newBatch() *batch { return &batch{overlay: make(map[string]*op)} }
+
+// maxHeads bounds the committer's inbox-head cache; it is emptied when
+// bigger, at a point where every write built is applied.
+const maxHeads = 1 << 20
 
 func (b *batch) full() bool { return b.reqs >= maxBatchReqs || b.size >= maxBatchBytes }
 
@@ -182,6 +181,9 @@ func (s *Store) committer() {
 	}
 	closing := s.closing
 	for {
+		if inflight == nil && len(s.heads) > maxHeads {
+			clear(s.heads) // the stored keys hold every head again
+		}
 		b := newBatch()
 		for {
 			if inflight == nil && (b.reqs > 0 || closing == nil) {
@@ -264,7 +266,7 @@ func (s *Store) add(b *batch, r *writeReq, inflight *batch) {
 		return
 	}
 	_ = s.db.View(func(tx *buntdb.Tx) error {
-		w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op)}
+		w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op), known: s.heads}
 		if err := r.fn(w); err != nil {
 			r.done <- err // nothing of it was written
 			return nil
@@ -273,7 +275,7 @@ func (s *Store) add(b *batch, r *writeReq, inflight *batch) {
 			b.overlay[k] = o
 		}
 		for u, h := range w.heads {
-			b.heads[u] = h
+			s.heads[u] = h
 		}
 		b.ops = append(b.ops, w.ops...)
 		b.ok = append(b.ok, r)

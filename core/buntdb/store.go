@@ -36,6 +36,9 @@ type Store struct {
 	journalN    uint64 // owned by the committer
 	lastJournal uint64 // owned by the committer
 	failed      error  // owned by the committer
+	// heads caches inbox heads as of every write built so far (applied or
+	// not); owned by the committer.
+	heads map[core.ID]uint64
 }
 
 var _ core.Store = (*Store)(nil)
@@ -58,6 +61,7 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 		ids: ids, log: log,
 		reqs:    make(chan *writeReq, maxBatchReqs),
 		closing: make(chan struct{}),
+		heads:   make(map[core.ID]uint64),
 		stopped: make(chan struct{}),
 	}
 	if err := s.open(path); err != nil {
