@@ -48,8 +48,9 @@ type wtx struct {
 	inflight *batch // the previous batch, possibly not yet applied
 	mine     map[string]*op
 	ops      []*op
-	heads    map[core.ID]uint64 // inbox heads this write moved
-	known    map[core.ID]uint64 // Store.heads
+	heads    map[core.ID]uint64  // inbox heads this write moved
+	known    map[core.ID]uint64  // Store.heads
+	exist    map[string]struct{} // Store.exist
 }
 
 func (w *wtx) get(key string) (string, bool) {
@@ -102,7 +103,30 @@ func (w *wtx) set(key, val string) {
 	w.ops = append(w.ops, o)
 }
 
+// exists reports whether key is set, remembering keys found so that sends
+// skip the btree search for the recipient and the conversation listing
+// (a search misses the cache on almost every node of a tree this size).
+// Only keys found outside this write's own ones are remembered, since
+// those stay set unless a later write deletes them, and del forgets them.
+func (w *wtx) exists(key string) bool {
+	if o, ok := w.mine[key]; ok {
+		return !o.del
+	}
+	if _, ok := w.exist[key]; ok {
+		return true
+	}
+	_, ok := w.get(key)
+	if ok {
+		if len(w.exist) >= maxExist {
+			clear(w.exist) // only a hint: forgetting is always safe
+		}
+		w.exist[key] = struct{}{}
+	}
+	return ok
+}
+
 func (w *wtx) del(key string) {
+	delete(w.exist, key)
 	o := &op{key: key, del: true}
 	w.mine[key] = o
 	w.ops = append(w.ops, o)
@@ -153,8 +177,12 @@ type batch struct {
 func newBatch() *batch { return &batch{overlay: make(map[string]*op)} }
 
 // maxHeads bounds the committer's inbox-head cache; it is emptied when
-// bigger, at a point where every write built is applied.
-const maxHeads = 1 << 20
+// bigger, at a point where every write built is applied. maxExist bounds
+// its cache of keys known to be set.
+const (
+	maxHeads = 1 << 20
+	maxExist = 1 << 18
+)
 
 func (b *batch) full() bool { return b.reqs >= maxBatchReqs || b.size >= maxBatchBytes }
 
@@ -266,7 +294,7 @@ func (s *Store) add(b *batch, r *writeReq, inflight *batch) {
 		return
 	}
 	_ = s.db.View(func(tx *buntdb.Tx) error {
-		w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op), known: s.heads}
+		w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op), known: s.heads, exist: s.exist}
 		if err := r.fn(w); err != nil {
 			r.done <- err // nothing of it was written
 			return nil

@@ -204,3 +204,40 @@ func TestAppendSeqsGapFreeAcrossBatches(t *testing.T) {
 		require.Greater(t, cs[0].LastID(), cs[1].LastID(), "newest activity first")
 	}
 }
+
+// The committer remembers that a user's conversation key is set; removing
+// the user from the group deletes the key, and after re-joining the next
+// message must write it again.
+func TestConversationKeyRewrittenAfterRejoin(t *testing.T) {
+	ids, _ := core.NewSnowflake(1)
+	s, err := Open(t.TempDir(), ids, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	a, b := ids.Next(), ids.Next()
+	for i, u := range []core.ID{a, b} {
+		require.NoError(t, s.CreateUser(ctx, core.UserRecord{User: core.User{ID: u, Username: "user" + string(rune('a'+i))}}, core.Device{ID: ids.Next(), UserID: u}, []byte{byte(i)}))
+	}
+	g := core.Group{ID: ids.Next(), Name: "g", OwnerID: a, Members: []core.ID{a, b}, CreatedAt: core.Now()}
+	require.NoError(t, s.CreateGroup(ctx, g))
+	send := func() {
+		_, err := s.Append(ctx, core.SendRequest{From: a, GroupID: g.ID, Content: "x", CreatedAt: core.Now()})
+		require.NoError(t, err)
+	}
+	convs := func() int {
+		cs, err := s.Conversations(ctx, b, 10)
+		require.NoError(t, err)
+		return len(cs)
+	}
+	send()
+	send() // finds the key set: now it is remembered
+	require.Equal(t, 1, convs())
+	_, err = s.RemoveMember(ctx, g.ID, a, b)
+	require.NoError(t, err)
+	require.Equal(t, 0, convs())
+	_, err = s.AddMember(ctx, g.ID, a, b)
+	require.NoError(t, err)
+	require.Equal(t, 0, convs(), "no message since joining")
+	send()
+	require.Equal(t, 1, convs())
+}

@@ -43,7 +43,7 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 			}
 			recipients, conv = g.Members, core.GroupConv(req.GroupID)
 		} else {
-			if _, ok := w.get(kUser(req.To)); !ok {
+			if !w.exists(kUser(req.To)) {
 				return core.ErrUserNotFound
 			}
 			recipients, conv = []core.ID{req.From, req.To}, core.DirectConv(req.From, req.To)
@@ -70,8 +70,8 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 			// The key only lists the conversation; its newest message is
 			// read from the conversation index, so the key is written once
 			// and not on every message.
-			if _, ok := w.get(kUserConv(r, conv)); !ok {
-				w.set(kUserConv(r, conv), "")
+			if k := kUserConv(r, conv); !w.exists(k) {
+				w.set(k, "")
 			}
 			if r != req.From && req.NeedsPush != nil && req.NeedsPush(r) {
 				w.set(kPush(m.ID, r), "")

@@ -39,6 +39,9 @@ type Store struct {
 	// heads caches inbox heads as of every write built so far (applied or
 	// not); owned by the committer.
 	heads map[core.ID]uint64
+	// exist holds keys known to be set as of every write built so far;
+	// owned by the committer.
+	exist map[string]struct{}
 }
 
 var _ core.Store = (*Store)(nil)
@@ -62,6 +65,7 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 		reqs:    make(chan *writeReq, maxBatchReqs),
 		closing: make(chan struct{}),
 		heads:   make(map[core.ID]uint64),
+		exist:   make(map[string]struct{}),
 		stopped: make(chan struct{}),
 	}
 	if err := s.open(path); err != nil {
