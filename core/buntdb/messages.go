@@ -17,8 +17,12 @@ import (
 func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResult, error) {
 	var res core.SendResult
 	err := s.write(ctx, len(req.Content), func(w *wtx) error {
+		var ck string
 		if req.ClientMsgID != "" {
-			if idv, ok := w.get(kClientMsg(req.From, req.ClientMsgID)); ok {
+			ck = kClientMsg(req.From, req.ClientMsgID)
+		}
+		if ck != "" && s.cmids.mayHave(ck) {
+			if idv, ok := w.get(ck); ok {
 				raw, _ := w.get("m:" + idv)
 				var m core.Message
 				if err := json.Unmarshal([]byte(raw), &m); err != nil {
@@ -58,8 +62,9 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 		raw := m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
 		mid := pid(m.ID)
 		w.set(kMessage(m.ID), string(raw))
-		if req.ClientMsgID != "" {
-			w.set(kClientMsg(req.From, req.ClientMsgID), mid)
+		if ck != "" {
+			w.set(ck, mid)
+			s.cmids.add(ck)
 		}
 		w.set(kConvMsg(conv, m.ID), req.From.String())
 		res = core.SendResult{Message: m, Raw: raw, Deliveries: make([]core.Delivery, 0, len(recipients))}

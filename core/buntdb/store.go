@@ -42,6 +42,9 @@ type Store struct {
 	// exist holds keys known to be set as of every write built so far;
 	// owned by the committer.
 	exist map[string]struct{}
+	// cmids holds every client_msg_id key stored or being written; filled
+	// by Open, then owned by the committer.
+	cmids *seen
 }
 
 var _ core.Store = (*Store)(nil)
@@ -82,6 +85,10 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 	if err := s.observeLastID(); err != nil {
 		s.closeFiles()
 		return nil, err
+	}
+	if err := s.fillClientMsgIDs(); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("index client_msg_ids: %w", err)
 	}
 	go s.committer()
 	return s, nil
@@ -207,6 +214,21 @@ func (s *Store) observeLastID() error {
 			}
 		}
 		return nil
+	})
+}
+
+// fillClientMsgIDs adds every stored client_msg_id key to the filter that
+// spares sends a search for ids never used.
+func (s *Store) fillClientMsgIDs() error {
+	s.cmids = newSeen()
+	return s.db.View(func(tx *buntdb.Tx) error {
+		return tx.AscendGreaterOrEqual("", "c:", func(k, _ string) bool {
+			if !strings.HasPrefix(k, "c:") {
+				return false
+			}
+			s.cmids.add(k)
+			return true
+		})
 	})
 }
 
