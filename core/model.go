@@ -30,10 +30,7 @@ type Time struct{ time.Time }
 
 // MarshalJSON implements json.Marshaler.
 func (t Time) MarshalJSON() ([]byte, error) {
-	if t.IsZero() {
-		return []byte("null"), nil
-	}
-	return json.Marshal(t.UTC().Format(TimeFormat))
+	return t.appendJSON(make([]byte, 0, len(TimeFormat)+2)), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler.

@@ -28,7 +28,8 @@ import (
 //  4. applies the batch's keys and deletes the previous journal key, and
 //     replies to the callers.
 //
-// Steps 3 and 4 of one batch overlap with steps 1 and 2 of the next.
+// Steps 3 and 4 of one batch overlap with step 1 of the next, which takes
+// every request arriving meanwhile.
 // Step 4 needs no fsync of its own: until the next batch's fsync covers it,
 // the journal key replays it after a crash (Open applies every journal key
 // left, in order; the writes are plain sets and deletes, so replay is
@@ -43,21 +44,26 @@ type op struct {
 // batch's earlier writes and the stored state; writes are buffered.
 type wtx struct {
 	tx       *buntdb.Tx
-	batch    map[string]*op
-	inflight map[string]*op // the previous batch, possibly not yet applied
+	batch    *batch
+	inflight *batch // the previous batch, possibly not yet applied
 	mine     map[string]*op
 	ops      []*op
+	heads    map[core.ID]uint64  // inbox heads this write moved
+	known    map[core.ID]uint64  // Store.heads
+	exist    map[string]struct{} // Store.exist
 }
 
 func (w *wtx) get(key string) (string, bool) {
 	if o, ok := w.mine[key]; ok {
 		return o.val, !o.del
 	}
-	if o, ok := w.batch[key]; ok {
+	if o, ok := w.batch.overlay[key]; ok {
 		return o.val, !o.del
 	}
-	if o, ok := w.inflight[key]; ok {
-		return o.val, !o.del
+	if w.inflight != nil {
+		if o, ok := w.inflight.overlay[key]; ok {
+			return o.val, !o.del
+		}
 	}
 	v, err := w.tx.Get(key)
 	if err != nil {
@@ -66,13 +72,61 @@ func (w *wtx) get(key string) (string, bool) {
 	return v, true
 }
 
+// head returns uid's newest inbox seq. No key holds it: the newest inbox
+// key does, so an append writes one key per recipient less. The committer
+// keeps the heads it has seen or moved (an overlay of unapplied writes
+// cannot be searched by prefix, and a map hit is cheaper than a search).
+func (w *wtx) head(uid core.ID) uint64 {
+	if h, ok := w.heads[uid]; ok {
+		return h
+	}
+	if h, ok := w.known[uid]; ok {
+		return h
+	}
+	h := inboxHead(w.tx, uid)
+	w.known[uid] = h // what is stored is true whether this write succeeds or not
+	return h
+}
+
+// setHead records that this write moved uid's inbox head to seq; the
+// caller writes the inbox key of seq.
+func (w *wtx) setHead(uid core.ID, seq uint64) {
+	if w.heads == nil {
+		w.heads = make(map[core.ID]uint64, 2)
+	}
+	w.heads[uid] = seq
+}
+
 func (w *wtx) set(key, val string) {
 	o := &op{key: key, val: val}
 	w.mine[key] = o
 	w.ops = append(w.ops, o)
 }
 
+// exists reports whether key is set, remembering keys found so that sends
+// skip the btree search for the recipient and the conversation listing
+// (a search misses the cache on almost every node of a tree this size).
+// Only keys found outside this write's own ones are remembered, since
+// those stay set unless a later write deletes them, and del forgets them.
+func (w *wtx) exists(key string) bool {
+	if o, ok := w.mine[key]; ok {
+		return !o.del
+	}
+	if _, ok := w.exist[key]; ok {
+		return true
+	}
+	_, ok := w.get(key)
+	if ok {
+		if len(w.exist) >= maxExist {
+			clear(w.exist) // only a hint: forgetting is always safe
+		}
+		w.exist[key] = struct{}{}
+	}
+	return ok
+}
+
 func (w *wtx) del(key string) {
+	delete(w.exist, key)
 	o := &op{key: key, del: true}
 	w.mine[key] = o
 	w.ops = append(w.ops, o)
@@ -116,12 +170,29 @@ type batch struct {
 	ops     []*op
 	overlay map[string]*op
 	ok      []*writeReq // requests whose writes are in ops
+	reqs    int         // requests taken, failed ones included
+	size    int
 }
 
+func newBatch() *batch { return &batch{overlay: make(map[string]*op)} }
+
+// maxHeads bounds the committer's inbox-head cache; it is emptied when
+// bigger, at a point where every write built is applied. maxExist bounds
+// its cache of keys known to be set.
+const (
+	maxHeads = 1 << 20
+	maxExist = 1 << 18
+)
+
+func (b *batch) full() bool { return b.reqs >= maxBatchReqs || b.size >= maxBatchBytes }
+
 // committer builds batches; a syncer goroutine makes them durable. The two
-// overlap: while batch N is being fsynced and applied, batch N+1 is built
-// on top of N's overlay and its journal key written, so fsync latency is
-// hidden behind the next batch's work.
+// overlap: while batch N is being fsynced and applied, every request that
+// arrives runs at once on top of N's overlay and joins batch N+1, which is
+// closed and its journal key written when N is done. An fsync costs tens
+// of microseconds of CPU whatever it covers, so a batch should hold all
+// that arrived during the previous one's; closing it earlier (at its first
+// request, as this did before) split the same requests over more fsyncs.
 func (s *Store) committer() {
 	defer close(s.stopped)
 	toSyncer := make(chan *batch)
@@ -129,105 +200,115 @@ func (s *Store) committer() {
 	go s.syncer(toSyncer, synced)
 	defer close(toSyncer)
 	var inflight *batch
-	wait := func() error {
-		if inflight == nil {
-			return nil
-		}
+	finished := func(err error) {
 		inflight = nil
-		return <-synced
+		if err != nil && s.failed == nil {
+			s.failed = fmt.Errorf("%w (%v)", core.ErrUnavailable, err)
+			s.log.Error("store write failed; refusing further writes", "err", err)
+		}
 	}
+	closing := s.closing
 	for {
-		reqs, closing := s.collect()
-		if len(reqs) > 0 {
-			b := s.build(reqs, inflight)
-			var err error
-			if s.failed == nil && len(b.ops) > 0 {
-				s.journalN++
-				b.journal, b.prev = s.journalN, s.lastJournal
-				s.lastJournal = b.journal
-				err = s.db.Update(func(tx *buntdb.Tx) error {
-					_, _, err := tx.Set(journalKey(b.journal), encodeOps(b.ops), nil)
-					return err
-				})
-				if err != nil {
-					err = fmt.Errorf("write journal %d: %w", b.journal, err)
+		if inflight == nil && len(s.heads) > maxHeads {
+			clear(s.heads) // the stored keys hold every head again
+		}
+		b := newBatch()
+		for {
+			if inflight == nil && (b.reqs > 0 || closing == nil) {
+				// Nothing to wait for: take what is queued and go.
+				if b.full() {
+					break
+				}
+				select {
+				case r := <-s.reqs:
+					s.add(b, r, nil)
+					continue
+				default:
+				}
+				break
+			}
+			var syncing <-chan error
+			if inflight != nil {
+				syncing = synced
+				if b.full() {
+					finished(<-synced)
+					continue
 				}
 			}
-			if werr := wait(); werr != nil && err == nil {
-				err = werr
-			}
-			if err != nil && s.failed == nil {
-				s.failed = fmt.Errorf("%w (%v)", core.ErrUnavailable, err)
-				s.log.Error("store write failed; refusing further writes", "err", err)
-			}
-			if s.failed != nil {
-				for _, r := range b.ok {
-					r.done <- core.ErrUnavailable
-				}
-			} else {
-				toSyncer <- b
-				inflight = b
+			select {
+			case r := <-s.reqs:
+				s.add(b, r, inflight)
+			case err := <-syncing:
+				finished(err)
+			case <-closing:
+				// Close admits no new request once closing is closed, so
+				// what is queued now is all that is left to write.
+				closing = nil
 			}
 		}
-		if closing {
-			_ = wait()
+		if len(b.ok) > 0 && s.ship(b, toSyncer) {
+			inflight = b
+		}
+		if closing == nil && len(s.reqs) == 0 {
+			if inflight != nil {
+				finished(<-synced)
+			}
 			return
 		}
 	}
 }
 
-// collect waits for a request and takes whatever else is queued, up to the
-// batch limits. After Close it drains the queue without waiting.
-func (s *Store) collect() (reqs []*writeReq, closing bool) {
-	select {
-	case r := <-s.reqs:
-		reqs = append(reqs, r)
-	case <-s.closing:
-		closing = true
-	}
-	size := 0
-	for len(reqs) < maxBatchReqs && size < maxBatchBytes {
-		select {
-		case r := <-s.reqs:
-			reqs = append(reqs, r)
-			size += r.size
-		default:
-			return reqs, closing // the queue is empty
+// ship writes b's journal key and hands b to the syncer, or fails its
+// requests if the store has failed; it reports whether b went to the syncer.
+func (s *Store) ship(b *batch, toSyncer chan<- *batch) bool {
+	if s.failed == nil && len(b.ops) > 0 {
+		s.journalN++
+		b.journal, b.prev = s.journalN, s.lastJournal
+		s.lastJournal = b.journal
+		err := s.db.Update(func(tx *buntdb.Tx) error {
+			_, _, err := tx.Set(journalKey(b.journal), encodeOps(b.ops), nil)
+			return err
+		})
+		if err != nil {
+			s.failed = fmt.Errorf("%w (%v)", core.ErrUnavailable, fmt.Errorf("write journal %d: %w", b.journal, err))
+			s.log.Error("store write failed; refusing further writes", "err", err)
 		}
 	}
-	return reqs, false // limits reached: come back for the rest
+	if s.failed != nil {
+		for _, r := range b.ok {
+			r.done <- core.ErrUnavailable
+		}
+		return false
+	}
+	toSyncer <- b
+	return true
 }
 
-// build runs the write functions in order against the stored state, the
-// unapplied batch in flight and the batch's own earlier writes.
-func (s *Store) build(reqs []*writeReq, inflight *batch) *batch {
-	b := &batch{overlay: make(map[string]*op)}
+// add runs one write function against the stored state, the unapplied
+// batch in flight and b's earlier writes, and adds its writes to b.
+func (s *Store) add(b *batch, r *writeReq, inflight *batch) {
+	b.reqs++
+	b.size += r.size
 	if s.failed != nil {
-		for _, r := range reqs {
-			r.done <- s.failed
-		}
-		return b
-	}
-	var prev map[string]*op
-	if inflight != nil {
-		prev = inflight.overlay
+		r.done <- s.failed
+		return
 	}
 	_ = s.db.View(func(tx *buntdb.Tx) error {
-		for _, r := range reqs {
-			w := &wtx{tx: tx, batch: b.overlay, inflight: prev, mine: make(map[string]*op)}
-			if err := r.fn(w); err != nil {
-				r.done <- err // nothing of it was written
-				continue
-			}
-			for k, o := range w.mine {
-				b.overlay[k] = o
-			}
-			b.ops = append(b.ops, w.ops...)
-			b.ok = append(b.ok, r)
+		w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op), known: s.heads, exist: s.exist}
+		if err := r.fn(w); err != nil {
+			r.done <- err // nothing of it was written
+			return nil
 		}
+		for k, o := range w.mine {
+			b.overlay[k] = o
+		}
+		for u, h := range w.heads {
+			s.heads[u] = h
+		}
+		b.ops = append(b.ops, w.ops...)
+		b.ok = append(b.ok, r)
 		return nil
 	})
-	return b
 }
 
 // syncer makes each batch durable in order: fsync (covering its journal

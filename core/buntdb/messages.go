@@ -17,8 +17,12 @@ import (
 func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResult, error) {
 	var res core.SendResult
 	err := s.write(ctx, len(req.Content), func(w *wtx) error {
+		var ck string
 		if req.ClientMsgID != "" {
-			if idv, ok := w.get(kClientMsg(req.From, req.ClientMsgID)); ok {
+			ck = kClientMsg(req.From, req.ClientMsgID)
+		}
+		if ck != "" && s.cmids.mayHave(ck) {
+			if idv, ok := w.get(ck); ok {
 				raw, _ := w.get("m:" + idv)
 				var m core.Message
 				if err := json.Unmarshal([]byte(raw), &m); err != nil {
@@ -43,7 +47,7 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 			}
 			recipients, conv = g.Members, core.GroupConv(req.GroupID)
 		} else {
-			if _, ok := w.get(kUser(req.To)); !ok {
+			if !w.exists(kUser(req.To)) {
 				return core.ErrUserNotFound
 			}
 			recipients, conv = []core.ID{req.From, req.To}, core.DirectConv(req.From, req.To)
@@ -55,26 +59,25 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 			ID: s.ids.Next(), ConversationID: conv, From: req.From, To: req.To, GroupID: req.GroupID,
 			Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID,
 		}
-		raw, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
+		raw := m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
 		mid := pid(m.ID)
 		w.set(kMessage(m.ID), string(raw))
-		if req.ClientMsgID != "" {
-			w.set(kClientMsg(req.From, req.ClientMsgID), mid)
+		if ck != "" {
+			w.set(ck, mid)
+			s.cmids.add(ck)
 		}
 		w.set(kConvMsg(conv, m.ID), req.From.String())
 		res = core.SendResult{Message: m, Raw: raw, Deliveries: make([]core.Delivery, 0, len(recipients))}
 		for _, r := range recipients {
-			var seq uint64
-			if h, ok := w.get(kHead(r)); ok {
-				seq, _ = strconv.ParseUint(h, 10, 64)
-			}
-			seq++
-			w.set(kHead(r), strconv.FormatUint(seq, 10))
+			seq := w.head(r) + 1
+			w.setHead(r, seq)
 			w.set(kInbox(r, seq), mid)
-			w.set(kUserConv(r, conv), mid)
+			// The key only lists the conversation; its newest message is
+			// read from the conversation index, so the key is written once
+			// and not on every message.
+			if k := kUserConv(r, conv); !w.exists(k) {
+				w.set(k, "")
+			}
 			if r != req.From && req.NeedsPush != nil && req.NeedsPush(r) {
 				w.set(kPush(m.ID, r), "")
 				res.Pushes++
@@ -119,13 +122,24 @@ func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, max
 func (s *Store) InboxHead(ctx context.Context, uid core.ID) (uint64, error) {
 	var head uint64
 	err := s.view(func(tx *buntdb.Tx) error {
-		h, err := tx.Get(kHead(uid))
-		if err == nil {
-			head, _ = strconv.ParseUint(h, 10, 64)
-		}
+		head = inboxHead(tx, uid)
 		return nil
 	})
 	return head, err
+}
+
+// inboxHead returns the seq of uid's newest inbox key, or 0. Data files
+// written before this rule also hold h:<uid> keys, which nothing reads.
+func inboxHead(tx *buntdb.Tx, uid core.ID) uint64 {
+	p := "i:" + pid(uid) + ":"
+	var head uint64
+	_ = tx.DescendLessOrEqual("", p+"~", func(k, _ string) bool {
+		if strings.HasPrefix(k, p) {
+			head, _ = strconv.ParseUint(k[len(p):], 10, 64)
+		}
+		return false
+	})
+	return head
 }
 
 // lastConvMsg returns the id of the newest message of conv, or 0.
@@ -206,14 +220,14 @@ func (s *Store) Conversations(ctx context.Context, uid core.ID, limit int) ([]co
 	var out []core.Conversation
 	err := s.view(func(tx *buntdb.Tx) error {
 		p := "uc:" + pid(uid) + ":"
-		if err := prefixScan(tx, p, func(k, v string) bool {
-			last, _ := strconv.ParseUint(v, 10, 64)
-			c := core.Conversation{ID: k[len(p):]}
-			c.SetLastID(core.ID(last))
-			out = append(out, c)
+		if err := prefixScan(tx, p, func(k, _ string) bool {
+			out = append(out, core.Conversation{ID: k[len(p):]})
 			return true
 		}); err != nil {
 			return err
+		}
+		for i := range out {
+			out[i].SetLastID(lastConvMsg(tx, out[i].ID))
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].LastID() > out[j].LastID() })
 		if len(out) > limit {

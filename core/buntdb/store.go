@@ -36,6 +36,15 @@ type Store struct {
 	journalN    uint64 // owned by the committer
 	lastJournal uint64 // owned by the committer
 	failed      error  // owned by the committer
+	// heads caches inbox heads as of every write built so far (applied or
+	// not); owned by the committer.
+	heads map[core.ID]uint64
+	// exist holds keys known to be set as of every write built so far;
+	// owned by the committer.
+	exist map[string]struct{}
+	// cmids holds every client_msg_id key stored or being written; filled
+	// by Open, then owned by the committer.
+	cmids *seen
 }
 
 var _ core.Store = (*Store)(nil)
@@ -58,6 +67,8 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 		ids: ids, log: log,
 		reqs:    make(chan *writeReq, maxBatchReqs),
 		closing: make(chan struct{}),
+		heads:   make(map[core.ID]uint64),
+		exist:   make(map[string]struct{}),
 		stopped: make(chan struct{}),
 	}
 	if err := s.open(path); err != nil {
@@ -74,6 +85,10 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 	if err := s.observeLastID(); err != nil {
 		s.closeFiles()
 		return nil, err
+	}
+	if err := s.fillClientMsgIDs(); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("index client_msg_ids: %w", err)
 	}
 	go s.committer()
 	return s, nil
@@ -202,35 +217,83 @@ func (s *Store) observeLastID() error {
 	})
 }
 
+// fillClientMsgIDs adds every stored client_msg_id key to the filter that
+// spares sends a search for ids never used.
+func (s *Store) fillClientMsgIDs() error {
+	s.cmids = newSeen()
+	return s.db.View(func(tx *buntdb.Tx) error {
+		return tx.AscendGreaterOrEqual("", "c:", func(k, _ string) bool {
+			if !strings.HasPrefix(k, "c:") {
+				return false
+			}
+			s.cmids.add(k)
+			return true
+		})
+	})
+}
+
 // Keys. Numbers are zero-padded to 20 digits so keys sort numerically.
+// They are built in one stack buffer and copied once: a send builds a dozen
+// keys, and concatenating padded parts cost several allocations each.
+func appendPad(b []byte, n uint64) []byte {
+	var d [20]byte
+	for i := len(d) - 1; i >= 0; i-- {
+		d[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(b, d[:]...)
+}
+
 func pad(n uint64) string {
-	var b [20]byte
-	s := strconv.AppendUint(b[:0], n, 10)
-	return strings.Repeat("0", 20-len(s)) + string(s)
+	var a [20]byte
+	return string(appendPad(a[:0], n))
 }
 
 func pid(id core.ID) string { return pad(uint64(id)) }
 
-func kUser(id core.ID) string      { return "u:" + pid(id) }
+// keyN is prefix + pad(a).
+func keyN(prefix string, a uint64) string {
+	var buf [64]byte
+	return string(appendPad(append(buf[:0], prefix...), a))
+}
+
+// keyNN is prefix + pad(a) + ":" + pad(b).
+func keyNN(prefix string, a, b uint64) string {
+	var buf [64]byte
+	k := appendPad(append(buf[:0], prefix...), a)
+	return string(appendPad(append(k, ':'), b))
+}
+
+// keyNS is prefix + pad(a) + ":" + s.
+func keyNS(prefix string, a uint64, s string) string {
+	var buf [128]byte
+	k := appendPad(append(buf[:0], prefix...), a)
+	return string(append(append(k, ':'), s...))
+}
+
+func kUser(id core.ID) string      { return keyN("u:", uint64(id)) }
 func kUsername(name string) string { return "un:" + strings.ToLower(name) }
 func kDisplay(name string, id core.ID) string {
 	return "dn:" + strings.ToLower(name) + "\x00" + pid(id)
 }
 func kToken(hash []byte) string                  { return "t:" + hex.EncodeToString(hash) }
-func kUserDevice(uid, did core.ID) string        { return "ud:" + pid(uid) + ":" + pid(did) }
-func kFriend(a, b core.ID) string                { return "f:" + pid(a) + ":" + pid(b) }
-func kFriendIn(b, a core.ID) string              { return "fi:" + pid(b) + ":" + pid(a) }
-func kGroup(id core.ID) string                   { return "g:" + pid(id) }
-func kUserGroup(uid, gid core.ID) string         { return "ug:" + pid(uid) + ":" + pid(gid) }
-func kPresence(uid core.ID) string               { return "p:" + pid(uid) }
-func kMessage(id core.ID) string                 { return "m:" + pid(id) }
-func kClientMsg(uid core.ID, cmid string) string { return "c:" + pid(uid) + ":" + cmid }
-func kHead(uid core.ID) string                   { return "h:" + pid(uid) }
-func kInbox(uid core.ID, seq uint64) string      { return "i:" + pid(uid) + ":" + pad(seq) }
-func kConvMsg(conv string, id core.ID) string    { return "cm:" + conv + ":" + pid(id) }
-func kUserConv(uid core.ID, conv string) string  { return "uc:" + pid(uid) + ":" + conv }
-func kRead(uid core.ID, conv string) string      { return "r:" + pid(uid) + ":" + conv }
-func kPush(msg, uid core.ID) string              { return "po:" + pid(msg) + ":" + pid(uid) }
+func kUserDevice(uid, did core.ID) string        { return keyNN("ud:", uint64(uid), uint64(did)) }
+func kFriend(a, b core.ID) string                { return keyNN("f:", uint64(a), uint64(b)) }
+func kFriendIn(b, a core.ID) string              { return keyNN("fi:", uint64(b), uint64(a)) }
+func kGroup(id core.ID) string                   { return keyN("g:", uint64(id)) }
+func kUserGroup(uid, gid core.ID) string         { return keyNN("ug:", uint64(uid), uint64(gid)) }
+func kPresence(uid core.ID) string               { return keyN("p:", uint64(uid)) }
+func kMessage(id core.ID) string                 { return keyN("m:", uint64(id)) }
+func kClientMsg(uid core.ID, cmid string) string { return keyNS("c:", uint64(uid), cmid) }
+func kInbox(uid core.ID, seq uint64) string      { return keyNN("i:", uint64(uid), seq) }
+func kUserConv(uid core.ID, conv string) string  { return keyNS("uc:", uint64(uid), conv) }
+func kRead(uid core.ID, conv string) string      { return keyNS("r:", uint64(uid), conv) }
+func kPush(msg, uid core.ID) string              { return keyNN("po:", uint64(msg), uint64(uid)) }
+func kConvMsg(conv string, id core.ID) string {
+	var buf [96]byte
+	k := append(append(append(buf[:0], "cm:"...), conv...), ':')
+	return string(appendPad(k, uint64(id)))
+}
 
 // prefixScan calls fn for each key with prefix, in order, until fn says stop.
 func prefixScan(tx *buntdb.Tx, prefix string, fn func(k, v string) bool) error {
