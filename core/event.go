@@ -144,37 +144,6 @@ func SentEvent(clientMsgID string, msg json.RawMessage) []byte {
 	return append(b, '}')
 }
 
-// AppendJSONString appends s as a JSON string. Only what JSON requires is
-// escaped (quote, backslash, control characters); s must be valid UTF-8,
-// as every validated input is.
-func AppendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
 // AppendEvents writes events as a JSON array into b.
 func AppendEvents(b []byte, evs []Event) []byte {
 	b = append(b, '[')
