@@ -74,7 +74,7 @@ func scalingMarkdown(meta Meta, rs []Result) string {
 	p("## Measured inputs\n\n| figure | value | from |\n|---|---:|---|\n")
 	p("| server memory per idle WebSocket connection | %s KiB | the larger of RSS (%s KiB) and live heap + stacks (%s KiB), %d connections |\n", f(memPerConn/1024), f(idle.IdleRSSPerConn/1024), f(idle.IdleBytesPerConn/1024), idle.IdleConns)
 	p("| goroutines per connection | %s | idle row |\n", f(idle.IdleGoroutinesPerConn))
-	p("| server CPU per idle connection (heartbeats, pings) | %s µs/s | idle row: %s %% of a core for %s connections |\n", f(idleCPUPerConn*1e6), f(idle.IdleCPUPct), commas(int64(idle.IdleConns)))
+	p("| server CPU per idle connection (its pings) | %s µs/s | idle row: %s %% of a core for %s connections |\n", f(idleCPUPerConn*1e6), f(idle.IdleCPUPct), commas(int64(idle.IdleConns)))
 	p("| server CPU per 1:1 message | %s µs | throughput row, at %s msg/s |\n", f(c1), f(thr.MsgsPerS))
 	p("| highest 1:1 rate sustained on one node | %s msg/s | throughput row (p99 %s ms) |\n", f(thr.MsgsPerS), f(thr.P99ms))
 	p("| server CPU per group delivery | %s µs | fan-out row, at %s deliveries/s |\n", f(cd), f(fan.MsgsPerS))
