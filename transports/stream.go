@@ -15,8 +15,11 @@ const StreamBatch = 100
 // Pump moves a device's events from the core's resume path to t until ctx
 // ends or writing fails. A client too slow for its bounded queue is cut at
 // once through t.Close. Every idle period of heartbeat it calls ping (for
-// transports that keep proxies awake themselves, ping may be nil). It is
-// the one loop SSE and WebSocket share.
+// transports that keep proxies awake themselves, ping may be nil). It holds
+// a goroutine per connection, which SSE has anyway (net/http keeps the
+// handler running for the response); WebSocket instead writes from
+// goroutines started by core.StreamHooks.Ready, so an idle socket holds
+// none.
 func Pump(ctx context.Context, svc *core.Service, se core.Session, cursor uint64, t Transport, heartbeat time.Duration, ping func() error) error {
 	st := svc.OpenStream(se, cursor, core.StreamHooks{Cut: func() { _ = t.Close() }})
 	defer st.Close()
