@@ -296,22 +296,23 @@ func (c *conn) WriteMany(evs ...core.Event) error {
 	for _, e := range evs {
 		w.addEvent(e)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.ep.o.WriteTimeout))
-	bufs := w.bufs // WriteTo consumes the slice it is given
-	_, err := bufs.WriteTo(c.nc)
-	return err
+	return c.send(w, c.ep.o.WriteTimeout)
 }
 
 func (c *conn) writeFrame(op byte, payload []byte, timeout time.Duration) error {
 	w := framesPool.Get().(*frames)
 	defer w.release()
 	w.add(op, payload)
+	return c.send(w, timeout)
+}
+
+// send writes the collected frames in one writev, after any frames being
+// written by another goroutine.
+func (c *conn) send(w *frames, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	bufs := w.bufs
+	bufs := w.bufs // WriteTo consumes the slice it is given
 	_, err := bufs.WriteTo(c.nc)
 	return err
 }
