@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -292,4 +293,41 @@ func TestLogoutEndsStreams(t *testing.T) {
 	for range ch { // the SSE stream ends
 	}
 	require.Eventually(t, func() bool { return n.Service().Stats().Streams == 0 }, 10*time.Second, 5*time.Millisecond)
+}
+
+// An idle WebSocket holds one goroutine on the server, its reader: writers
+// exist only while events are queued, pings come from a timer. A live
+// event still arrives, and afterwards the socket is idle again.
+func TestIdleWebSocketHoldsOneGoroutine(t *testing.T) {
+	n := testkit.Start(t)
+	const conns = 40
+	users := testkit.SignupMany(t, n.URL(), "idle", conns)
+	require.Eventually(t, func() bool { return n.Service().Stats().Streams == 0 }, 10*time.Second, 5*time.Millisecond)
+	before := runtime.NumGoroutine()
+	var sockets []*websocket.Conn
+	for _, u := range users {
+		c, resp, err := websocket.DefaultDialer.Dial(wsURL(n, u.Token, 0), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		sockets = append(sockets, c)
+	}
+	defer func() {
+		for _, c := range sockets {
+			c.Close()
+		}
+	}()
+	require.Eventually(t, func() bool { return n.Service().Stats().Streams == conns }, 10*time.Second, 5*time.Millisecond)
+	// Each socket's first writer (the empty backlog) ends by itself. The
+	// slack is for the runtime's own goroutines; a second goroutine per
+	// socket would be 40 more.
+	const slack = 5
+	require.Eventually(t, func() bool { return runtime.NumGoroutine()-before <= conns+slack }, 10*time.Second, 5*time.Millisecond,
+		"goroutines for %d idle sockets: %d", conns, runtime.NumGoroutine()-before)
+
+	// A message sent over another socket (no HTTP connection comes and
+	// goes) wakes a writer, which ends once it has written.
+	require.NoError(t, sockets[1].WriteJSON(map[string]any{"type": "send", "to": users[0].ID, "content": "wake up"}))
+	readWS(t, sockets[0], func(ev map[string]any) bool { return ev["type"] != "message" }) // reads until the message
+	require.Eventually(t, func() bool { return runtime.NumGoroutine()-before <= conns+slack }, 10*time.Second, 5*time.Millisecond,
+		"the writer did not end after the event")
 }
