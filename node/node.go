@@ -16,7 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/chatgate/chatgate/core"
-	"github.com/chatgate/chatgate/core/buntdb"
+	"github.com/chatgate/chatgate/core/embedded"
 	"github.com/chatgate/chatgate/discovery"
 	"github.com/chatgate/chatgate/gateway"
 	"github.com/chatgate/chatgate/push"
@@ -29,7 +29,8 @@ import (
 // environment variables.
 type Config struct {
 	Addr               string        // listen address, e.g. ":8080"
-	DataDir            string        // buntdb directory
+	DataDir            string        // data directory: chatgate.db (buntdb) and history/ (Pebble)
+	CacheMB            int           // history block cache in MiB; 0: the default (64)
 	NodeID             int           // snowflake node id, 0..1023
 	PublicURL          string        // base URL clients are sent to; empty: as reached
 	HeartbeatInterval  time.Duration // what clients are told to send
@@ -52,7 +53,7 @@ func Defaults() Config {
 // Node is a running chatgate server.
 type Node struct {
 	cfg   Config
-	store *buntdb.Store
+	store *embedded.Store
 	svc   *core.Service
 	srv   *http.Server
 	ln    net.Listener
@@ -80,7 +81,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := buntdb.Open(cfg.DataDir, ids, log)
+	store, err := embedded.Open(cfg.DataDir, ids, log, embedded.Options{CacheBytes: int64(cfg.CacheMB) << 20})
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,5 @@
 // Command chatgate runs a chatgate chat server. With no flags it is the
-// embedded single node: buntdb in ./data, listening on :8080.
+// embedded single node: buntdb and Pebble in ./data, listening on :8080.
 package main
 
 import (
@@ -29,7 +29,8 @@ func run(args []string) error {
 	cfg := node.Defaults()
 	fs := flag.NewFlagSet("chatgate", flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address HOST:PORT")
-	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (buntdb file)")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory: chatgate.db (accounts, friends, groups) and history/ (messages)")
+	fs.IntVar(&cfg.CacheMB, "cache-mb", 64, "memory for caching history read from disk, MiB")
 	fs.IntVar(&cfg.NodeID, "node-id", cfg.NodeID, "snowflake node id, 0..1023, unique per node")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients are told to use (default: the URL they used)")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "heartbeat interval clients are told to keep")

@@ -48,9 +48,6 @@ type wtx struct {
 	inflight *batch // the previous batch, possibly not yet applied
 	mine     map[string]*op
 	ops      []*op
-	heads    map[core.ID]uint64  // inbox heads this write moved
-	known    map[core.ID]uint64  // Store.heads
-	exist    map[string]struct{} // Store.exist
 }
 
 func (w *wtx) get(key string) (string, bool) {
@@ -72,61 +69,13 @@ func (w *wtx) get(key string) (string, bool) {
 	return v, true
 }
 
-// head returns uid's newest inbox seq. No key holds it: the newest inbox
-// key does, so an append writes one key per recipient less. The committer
-// keeps the heads it has seen or moved (an overlay of unapplied writes
-// cannot be searched by prefix, and a map hit is cheaper than a search).
-func (w *wtx) head(uid core.ID) uint64 {
-	if h, ok := w.heads[uid]; ok {
-		return h
-	}
-	if h, ok := w.known[uid]; ok {
-		return h
-	}
-	h := inboxHead(w.tx, uid)
-	w.known[uid] = h // what is stored is true whether this write succeeds or not
-	return h
-}
-
-// setHead records that this write moved uid's inbox head to seq; the
-// caller writes the inbox key of seq.
-func (w *wtx) setHead(uid core.ID, seq uint64) {
-	if w.heads == nil {
-		w.heads = make(map[core.ID]uint64, 2)
-	}
-	w.heads[uid] = seq
-}
-
 func (w *wtx) set(key, val string) {
 	o := &op{key: key, val: val}
 	w.mine[key] = o
 	w.ops = append(w.ops, o)
 }
 
-// exists reports whether key is set, remembering keys found so that sends
-// skip the btree search for the recipient and the conversation listing
-// (a search misses the cache on almost every node of a tree this size).
-// Only keys found outside this write's own ones are remembered, since
-// those stay set unless a later write deletes them, and del forgets them.
-func (w *wtx) exists(key string) bool {
-	if o, ok := w.mine[key]; ok {
-		return !o.del
-	}
-	if _, ok := w.exist[key]; ok {
-		return true
-	}
-	_, ok := w.get(key)
-	if ok {
-		if len(w.exist) >= maxExist {
-			clear(w.exist) // only a hint: forgetting is always safe
-		}
-		w.exist[key] = struct{}{}
-	}
-	return ok
-}
-
 func (w *wtx) del(key string) {
-	delete(w.exist, key)
 	o := &op{key: key, del: true}
 	w.mine[key] = o
 	w.ops = append(w.ops, o)
@@ -176,14 +125,6 @@ type batch struct {
 
 func newBatch() *batch { return &batch{overlay: make(map[string]*op)} }
 
-// maxHeads bounds the committer's inbox-head cache; it is emptied when
-// bigger, at a point where every write built is applied. maxExist bounds
-// its cache of keys known to be set.
-const (
-	maxHeads = 1 << 20
-	maxExist = 1 << 18
-)
-
 func (b *batch) full() bool { return b.reqs >= maxBatchReqs || b.size >= maxBatchBytes }
 
 // committer builds batches; a syncer goroutine makes them durable. The two
@@ -209,9 +150,6 @@ func (s *Store) committer() {
 	}
 	closing := s.closing
 	for {
-		if inflight == nil && len(s.heads) > maxHeads {
-			clear(s.heads) // the stored keys hold every head again
-		}
 		b := newBatch()
 		for {
 			if inflight == nil && (b.reqs > 0 || closing == nil) {
@@ -294,16 +232,13 @@ func (s *Store) add(b *batch, r *writeReq, inflight *batch) {
 		return
 	}
 	_ = s.db.View(func(tx *buntdb.Tx) error {
-		w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op), known: s.heads, exist: s.exist}
+		w := &wtx{tx: tx, batch: b, inflight: inflight, mine: make(map[string]*op)}
 		if err := r.fn(w); err != nil {
 			r.done <- err // nothing of it was written
 			return nil
 		}
 		for k, o := range w.mine {
 			b.overlay[k] = o
-		}
-		for u, h := range w.heads {
-			s.heads[u] = h
 		}
 		b.ops = append(b.ops, w.ops...)
 		b.ok = append(b.ok, r)

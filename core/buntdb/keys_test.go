@@ -18,7 +18,6 @@ func TestKeysKeepTheirFormat(t *testing.T) {
 		s := strconv.FormatUint(n, 10)
 		return strings.Repeat("0", 20-len(s)) + s
 	}
-	long := strings.Repeat("x", core.MaxClientMsgID)
 	for _, n := range []uint64{0, 1, 9, 10, 383911507987009536, math.MaxUint64} {
 		a, b := core.ID(n), core.ID(n/3+7)
 		require.Equal(t, p(n), pad(n))
@@ -30,14 +29,6 @@ func TestKeysKeepTheirFormat(t *testing.T) {
 		require.Equal(t, "ug:"+p(n)+":"+p(uint64(b)), kUserGroup(a, b))
 		require.Equal(t, "p:"+p(n), kPresence(a))
 		require.Equal(t, "m:"+p(n), kMessage(a))
-		require.Equal(t, "c:"+p(n)+":"+long, kClientMsg(a, long))
-		require.Equal(t, "c:"+p(n)+":", kClientMsg(a, ""))
-		require.Equal(t, "i:"+p(n)+":"+p(uint64(b)), kInbox(a, uint64(b)))
-		require.Equal(t, "cm:d_1_2:"+p(n), kConvMsg("d_1_2", a))
-		require.Equal(t, "cm:"+long+":"+p(n), kConvMsg(long, a))
-		require.Equal(t, "uc:"+p(n)+":g_5", kUserConv(a, "g_5"))
-		require.Equal(t, "r:"+p(n)+":g_5", kRead(a, "g_5"))
-		require.Equal(t, "po:"+p(n)+":"+p(uint64(b)), kPush(a, b))
 		require.Equal(t, "dn:bob\x00"+p(n), kDisplay("Bob", a))
 	}
 }

@@ -1,6 +1,10 @@
-// Package buntdb is the embedded, single-node core.Store: one buntdb
-// append-only file on local disk, with group commit and a redo journal (see
-// commit.go) so that every acknowledged write survives kill -9.
+// Package buntdb keeps the embedded node's small, mutable state in one
+// buntdb append-only file on local disk: accounts, devices and token hashes,
+// friendships, groups and presence (core.Users and core.Social). Writes go
+// through group commit and a redo journal (see commit.go), so every
+// acknowledged write survives kill -9. History lives elsewhere (core/pebble);
+// data files of releases that kept it here are read by legacy.go, which the
+// embedded store's migration empties.
 package buntdb
 
 import (
@@ -22,7 +26,7 @@ import (
 	"github.com/chatgate/chatgate/core"
 )
 
-// Store is a core.Store on buntdb.
+// Store holds users and the social graph on buntdb.
 type Store struct {
 	db          *buntdb.DB
 	sync        *os.File
@@ -36,22 +40,12 @@ type Store struct {
 	journalN    uint64 // owned by the committer
 	lastJournal uint64 // owned by the committer
 	failed      error  // owned by the committer
-	// heads caches inbox heads as of every write built so far (applied or
-	// not); owned by the committer.
-	heads map[core.ID]uint64
-	// exist holds keys known to be set as of every write built so far;
-	// owned by the committer.
-	exist map[string]struct{}
-	// cmids holds every client_msg_id key stored or being written; filled
-	// by Open, then owned by the committer.
-	cmids *seen
 }
 
-var _ core.Store = (*Store)(nil)
-
-// maxUnreadCount bounds the work of counting unread messages; clients show
-// larger counts as "9999+".
-const maxUnreadCount = 9999
+var (
+	_ core.Users  = (*Store)(nil)
+	_ core.Social = (*Store)(nil)
+)
 
 // CompactAbove is the file size above which Open compacts the file when
 // that at least halves it.
@@ -67,8 +61,6 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 		ids: ids, log: log,
 		reqs:    make(chan *writeReq, maxBatchReqs),
 		closing: make(chan struct{}),
-		heads:   make(map[core.ID]uint64),
-		exist:   make(map[string]struct{}),
 		stopped: make(chan struct{}),
 	}
 	if err := s.open(path); err != nil {
@@ -85,10 +77,6 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 	if err := s.observeLastID(); err != nil {
 		s.closeFiles()
 		return nil, err
-	}
-	if err := s.fillClientMsgIDs(); err != nil {
-		s.closeFiles()
-		return nil, fmt.Errorf("index client_msg_ids: %w", err)
 	}
 	go s.committer()
 	return s, nil
@@ -133,8 +121,8 @@ func syncDir(dir string) error {
 }
 
 // compact rewrites the append-only file with only the live keys when it is
-// big and mostly garbage (every message is written twice, journal and
-// keys). Unlike buntdb's own shrink it fsyncs the new file before renaming
+// big and mostly garbage (every write is written twice, journal and keys,
+// and presence is rewritten on every change). Unlike buntdb's own shrink it fsyncs the new file before renaming
 // it over the old one, and the directory after, so a crash at any point
 // leaves one complete file. It runs at start, before any write.
 func (s *Store) compact(path string) error {
@@ -199,6 +187,7 @@ func (s *Store) Close() error {
 // observeLastID makes the id generator issue only ids above the newest
 // stored user, group and message id (all three come from it), so a node
 // restarted with a slow clock never reissues one and overwrites a record.
+// Messages are here only in a data file not yet migrated.
 func (s *Store) observeLastID() error {
 	return s.db.View(func(tx *buntdb.Tx) error {
 		for _, p := range []string{"u:", "g:", "m:"} {
@@ -214,21 +203,6 @@ func (s *Store) observeLastID() error {
 			}
 		}
 		return nil
-	})
-}
-
-// fillClientMsgIDs adds every stored client_msg_id key to the filter that
-// spares sends a search for ids never used.
-func (s *Store) fillClientMsgIDs() error {
-	s.cmids = newSeen()
-	return s.db.View(func(tx *buntdb.Tx) error {
-		return tx.AscendGreaterOrEqual("", "c:", func(k, _ string) bool {
-			if !strings.HasPrefix(k, "c:") {
-				return false
-			}
-			s.cmids.add(k)
-			return true
-		})
 	})
 }
 
@@ -283,17 +257,6 @@ func kFriendIn(b, a core.ID) string              { return keyNN("fi:", uint64(b)
 func kGroup(id core.ID) string                   { return keyN("g:", uint64(id)) }
 func kUserGroup(uid, gid core.ID) string         { return keyNN("ug:", uint64(uid), uint64(gid)) }
 func kPresence(uid core.ID) string               { return keyN("p:", uint64(uid)) }
-func kMessage(id core.ID) string                 { return keyN("m:", uint64(id)) }
-func kClientMsg(uid core.ID, cmid string) string { return keyNS("c:", uint64(uid), cmid) }
-func kInbox(uid core.ID, seq uint64) string      { return keyNN("i:", uint64(uid), seq) }
-func kUserConv(uid core.ID, conv string) string  { return keyNS("uc:", uint64(uid), conv) }
-func kRead(uid core.ID, conv string) string      { return keyNS("r:", uint64(uid), conv) }
-func kPush(msg, uid core.ID) string              { return keyNN("po:", uint64(msg), uint64(uid)) }
-func kConvMsg(conv string, id core.ID) string {
-	var buf [96]byte
-	k := append(append(append(buf[:0], "cm:"...), conv...), ':')
-	return string(appendPad(k, uint64(id)))
-}
 
 // prefixScan calls fn for each key with prefix, in order, until fn says stop.
 func prefixScan(tx *buntdb.Tx, prefix string, fn func(k, v string) bool) error {
@@ -680,11 +643,6 @@ func (s *Store) AddMember(ctx context.Context, gid, by, uid core.ID) (core.Group
 		}
 		g.Members = append(g.Members, uid)
 		w.set(kUserGroup(uid, gid), "")
-		// A new member's unread count starts at joining, not at the
-		// group's first message.
-		if last := lastConvMsg(w.tx, core.GroupConv(gid)); last != 0 {
-			w.set(kRead(uid, core.GroupConv(gid)), pid(last))
-		}
 		return nil
 	})
 }
@@ -709,9 +667,6 @@ func (s *Store) RemoveMember(ctx context.Context, gid, by, uid core.ID) (core.Gr
 			g.OwnerID = ms[0] // members are kept in joining order
 		}
 		w.del(kUserGroup(uid, gid))
-		// A former member no longer sees the group among its conversations.
-		w.del(kUserConv(uid, core.GroupConv(gid)))
-		w.del(kRead(uid, core.GroupConv(gid)))
 		return nil
 	})
 }

@@ -1,0 +1,607 @@
+package pebble
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/chatgate/chatgate/core"
+)
+
+// maxUnreadCount bounds the work of counting unread messages; clients show
+// larger counts as "9999+".
+const maxUnreadCount = 9999
+
+// Append implements core.Messages.
+func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResult, error) {
+	if err := s.enter(); err != nil {
+		return core.SendResult{}, err
+	}
+	defer s.leave()
+	c, recipients, err := s.recipients(ctx, req)
+	if err != nil {
+		return core.SendResult{}, err
+	}
+	// Asked before taking the lock: it reads presence, which has locks of
+	// its own.
+	push := make([]bool, len(recipients))
+	for i, r := range recipients {
+		push[i] = r != req.From && req.NeedsPush != nil && req.NeedsPush(r)
+	}
+	var ck []byte
+	if req.ClientMsgID != "" {
+		ck = cmidKey(req.From, req.ClientMsgID)
+	}
+
+	b := s.db.NewBatch()
+	s.seqMu.Lock()
+	if ck != nil {
+		ref, found, err := s.get(ck)
+		if err != nil || found {
+			s.seqMu.Unlock()
+			b.Close()
+			if err != nil {
+				return core.SendResult{}, fmt.Errorf("read client_msg_id: %w", err)
+			}
+			return s.replay(req, ref)
+		}
+	}
+	m := core.Message{
+		ID: s.ids.Next(), ConversationID: c.String(), From: req.From, To: req.To, GroupID: req.GroupID,
+		Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID,
+	}
+	ref := msgRef(c, m.ID)
+	_ = b.Set(msgKey(c, m.ID), encodeRecord(make([]byte, 0, 32+len(m.Content)+len(m.ClientMsgID)), &m), nil)
+	if ck != nil {
+		_ = b.Set(ck, ref, nil)
+	}
+	res := core.SendResult{Message: m, Deliveries: make([]core.Delivery, 0, len(recipients))}
+	for i, r := range recipients {
+		h, err := s.head(r)
+		if err != nil {
+			s.seqMu.Unlock()
+			b.Close()
+			return core.SendResult{}, err
+		}
+		seq := h + 1
+		_ = b.Set(inboxKey(r, seq), ref, nil)
+		uc := userConv{r, c}
+		if _, ok := s.convs[uc]; !ok {
+			_ = b.Set(convKey(r, c), nil, nil)
+		}
+		if push[i] {
+			_ = b.Set(pushKey(m.ID, r), c.bytes(), nil)
+			res.Pushes++
+		}
+		res.Deliveries = append(res.Deliveries, core.Delivery{UserID: r, Seq: seq})
+	}
+	_ = b.Set(metaKey("newest_id"), appendU64(nil, uint64(m.ID)), nil)
+	// The caches describe the batch as applied; if applying fails the store
+	// refuses all writes from then on, so they are never read wrong.
+	if len(s.heads) > maxHeads {
+		clear(s.heads)
+	}
+	if len(s.convs) > maxConvs {
+		clear(s.convs)
+	}
+	for _, d := range res.Deliveries {
+		s.heads[d.UserID] = d.Seq
+		s.convs[userConv{d.UserID, c}] = struct{}{}
+	}
+	if err := s.apply(b, res.Deliveries); err != nil {
+		return core.SendResult{}, fmt.Errorf("store message %d: %w", m.ID, err)
+	}
+	res.Raw = m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
+	return res, nil
+}
+
+// recipients checks the send against the directory and returns its
+// conversation and who receives it (1:1: sender and recipient; group: every
+// member once).
+func (s *Store) recipients(ctx context.Context, req core.SendRequest) (conv, []core.ID, error) {
+	if req.GroupID != 0 {
+		g, err := s.dir.Group(ctx, req.GroupID)
+		if errors.Is(err, core.ErrGroupNotFound) || (err == nil && !g.Has(req.From)) {
+			return conv{}, nil, core.ErrGroupNotFound
+		}
+		if err != nil {
+			return conv{}, nil, fmt.Errorf("read group %d: %w", req.GroupID, err)
+		}
+		return groupConv(req.GroupID), g.Members, nil
+	}
+	if _, err := s.dir.UserByID(ctx, req.To); err != nil {
+		return conv{}, nil, err
+	}
+	if req.To == req.From {
+		return directConv(req.From, req.To), []core.ID{req.From}, nil
+	}
+	return directConv(req.From, req.To), []core.ID{req.From, req.To}, nil
+}
+
+// replay answers a send whose client_msg_id is already stored: the same
+// message if the request is the same, ErrClientMsgIDReuse otherwise.
+func (s *Store) replay(req core.SendRequest, ref []byte) (core.SendResult, error) {
+	c, id, err := decodeRef(ref)
+	if err != nil {
+		return core.SendResult{}, err
+	}
+	m, ok, err := s.message(c, id)
+	if err != nil {
+		return core.SendResult{}, err
+	}
+	if !ok {
+		return core.SendResult{}, fmt.Errorf("client_msg_id %q points to missing message %d", req.ClientMsgID, id)
+	}
+	if m.To != req.To || m.GroupID != req.GroupID || m.Content != req.Content {
+		return core.SendResult{}, core.ErrClientMsgIDReuse
+	}
+	// The first send may still be waiting for its fsync; this answer must
+	// not come before it is durable.
+	if err := s.waitDurable(); err != nil {
+		return core.SendResult{}, err
+	}
+	raw := m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
+	return core.SendResult{Message: m, Raw: raw, Replayed: true}, nil
+}
+
+// head returns uid's newest inbox seq, applied or durable. Caller holds seqMu.
+func (s *Store) head(uid core.ID) (uint64, error) {
+	if h, ok := s.heads[uid]; ok {
+		return h, nil
+	}
+	h, err := s.storedHead(uid)
+	if err != nil {
+		return 0, fmt.Errorf("read inbox head of %d: %w", uid, err)
+	}
+	s.heads[uid] = h
+	return h, nil
+}
+
+// storedHead is the seq of uid's newest applied inbox key, or 0.
+func (s *Store) storedHead(uid core.ID) (uint64, error) {
+	p := userPrefix(kindInbox, uid)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, err
+	}
+	var h uint64
+	if it.Last() {
+		h = binary.BigEndian.Uint64(it.Key()[9:])
+	}
+	return h, errors.Join(it.Error(), it.Close())
+}
+
+// message reads one message.
+func (s *Store) message(c conv, id core.ID) (core.Message, bool, error) {
+	v, ok, err := s.get(msgKey(c, id))
+	if err != nil || !ok {
+		return core.Message{}, false, err
+	}
+	m, err := decodeRecord(c, id, v)
+	return m, err == nil, err
+}
+
+// Inbox implements core.Messages. It shows only durable entries.
+func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, maxBytes int) ([]core.InboxEntry, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	upper := prefixEnd(userPrefix(kindInbox, uid))
+	if lim := s.durableLimit(uid); lim != ^uint64(0) {
+		if lim <= after {
+			return nil, nil
+		}
+		upper = inboxKey(uid, lim+1)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: inboxKey(uid, after+1), UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	msgs, err := s.db.NewIter(&pebble.IterOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer msgs.Close()
+	var out []core.InboxEntry
+	size := 0
+	for ok := it.First(); ok && len(out) < limit && size < maxBytes; ok = it.Next() {
+		seq := binary.BigEndian.Uint64(it.Key()[9:])
+		ref, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		c, id, err := decodeRef(ref)
+		if err != nil {
+			return nil, fmt.Errorf("inbox %d of user %d: %w", seq, uid, err)
+		}
+		raw, err := readJSON(msgs, c, id)
+		if err != nil {
+			return nil, fmt.Errorf("inbox %d of user %d: %w", seq, uid, err)
+		}
+		out = append(out, core.InboxEntry{Seq: seq, Message: raw})
+		size += len(raw)
+	}
+	return out, it.Error()
+}
+
+// readJSON reads message (c, id) through it and encodes it for the wire.
+func readJSON(it *pebble.Iterator, c conv, id core.ID) (json.RawMessage, error) {
+	k := msgKey(c, id)
+	if !it.SeekGE(k) || !slices.Equal(it.Key(), k) {
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("missing message %d", id)
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeRecord(c, id, v)
+	if err != nil {
+		return nil, err
+	}
+	return m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID))), nil
+}
+
+// InboxHead implements core.Messages: the newest durable seq.
+func (s *Store) InboxHead(ctx context.Context, uid core.ID) (uint64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	h, err := s.storedHead(uid)
+	if err != nil {
+		return 0, err
+	}
+	return min(h, s.durableLimit(uid)), nil
+}
+
+// member reports whether uid belongs to the conversation.
+func (s *Store) member(ctx context.Context, uid core.ID, p core.ParsedConv) (bool, error) {
+	if p.Group == 0 {
+		return p.HasUser(uid), nil
+	}
+	g, err := s.dir.Group(ctx, p.Group)
+	if errors.Is(err, core.ErrGroupNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return g.Has(uid), nil
+}
+
+// History implements core.Messages.
+func (s *Store) History(ctx context.Context, uid core.ID, convID string, before, after core.ID, limit int) ([]json.RawMessage, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	c, p, ok := convOf(convID)
+	if !ok {
+		return nil, core.ErrConvNotFound
+	}
+	if ok, err := s.member(ctx, uid, p); err != nil || !ok {
+		if err == nil {
+			err = core.ErrConvNotFound
+		}
+		return nil, err
+	}
+	// Both ends are exclusive, as the protocol's before and after are.
+	lo, hi := msgKey(c, after+1), prefixEnd(msgPrefix(c))
+	if after == 0 {
+		lo = msgPrefix(c)
+	}
+	if before != 0 {
+		hi = msgKey(c, before)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []json.RawMessage
+	for ok := it.Last(); ok && len(out) < limit; ok = it.Prev() {
+		raw, err := entryJSON(it, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, raw)
+	}
+	return out, it.Error()
+}
+
+// entryJSON encodes the message under a message iterator.
+func entryJSON(it *pebble.Iterator, c conv) (json.RawMessage, error) {
+	k := it.Key()
+	id := core.ID(binary.BigEndian.Uint64(k[len(k)-8:]))
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeRecord(c, id, v)
+	if err != nil {
+		return nil, err
+	}
+	return m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID))), nil
+}
+
+// Conversations implements core.Messages.
+func (s *Store) Conversations(ctx context.Context, uid core.ID, limit int) ([]core.Conversation, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	p := userPrefix(kindConv, uid)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, err
+	}
+	var convs []conv
+	for ok := it.First(); ok; ok = it.Next() {
+		c, _, err := decodeConv(it.Key()[len(p):])
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		convs = append(convs, c)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	msgs, err := s.db.NewIter(&pebble.IterOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer msgs.Close()
+	out := make([]core.Conversation, 0, len(convs))
+	byID := make(map[string]conv, len(convs))
+	for _, c := range convs {
+		if g := c.group(); g != 0 {
+			// A former member's listing key may outlive its membership
+			// (removal writes the group first, then this key's delete).
+			if ok, err := s.member(ctx, uid, core.ParsedConv{Group: g}); err != nil {
+				return nil, err
+			} else if !ok {
+				continue
+			}
+		}
+		cv := core.Conversation{ID: c.String()}
+		pre := msgPrefix(c)
+		if msgs.SeekLT(prefixEnd(pre)) && slices.Equal(msgs.Key()[:len(pre)], pre) {
+			k := msgs.Key()
+			cv.SetLastID(core.ID(binary.BigEndian.Uint64(k[len(k)-8:])))
+		}
+		byID[cv.ID] = c
+		out = append(out, cv)
+	}
+	slices.SortFunc(out, func(a, b core.Conversation) int {
+		switch {
+		case a.LastID() > b.LastID():
+			return -1
+		case a.LastID() < b.LastID():
+			return 1
+		}
+		return 0
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	for i := range out {
+		cv := &out[i]
+		c := byID[cv.ID]
+		if g := c.group(); g != 0 {
+			cv.Kind, cv.GroupID = "group", g
+		} else {
+			lo, hi := c.users()
+			cv.Kind, cv.PeerID = "direct", lo
+			if lo == uid {
+				cv.PeerID = hi
+			}
+		}
+		if cv.LastID() != 0 {
+			raw, err := readJSON(msgs, c, cv.LastID())
+			if err != nil {
+				return nil, err
+			}
+			cv.LastMessage = raw
+		}
+		marker, err := s.marker(uid, c)
+		if err != nil {
+			return nil, err
+		}
+		cv.ReadUpTo = marker
+		if cv.Unread, err = s.unread(uid, c, marker); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) marker(uid core.ID, c conv) (core.ID, error) {
+	v, ok, err := s.get(readKey(uid, c))
+	if err != nil || !ok || len(v) != 8 {
+		return 0, err
+	}
+	return core.ID(binary.BigEndian.Uint64(v)), nil
+}
+
+// unread counts the messages of others after marker, up to maxUnreadCount.
+func (s *Store) unread(uid core.ID, c conv, marker core.ID) (int, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: msgKey(c, marker+1), UpperBound: prefixEnd(msgPrefix(c))})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok && n < maxUnreadCount; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, err
+		}
+		from, err := recordFrom(v)
+		if err != nil {
+			return 0, err
+		}
+		if from != uid {
+			n++
+		}
+	}
+	return n, it.Error()
+}
+
+// MarkRead implements core.Messages.
+func (s *Store) MarkRead(ctx context.Context, uid core.ID, convID string, msg core.ID) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	c, p, ok := convOf(convID)
+	if !ok {
+		return core.ErrConvNotFound
+	}
+	if ok, err := s.member(ctx, uid, p); err != nil || !ok {
+		if err == nil {
+			err = core.ErrConvNotFound
+		}
+		return err
+	}
+	if _, ok, err := s.get(msgKey(c, msg)); err != nil || !ok {
+		if err == nil {
+			err = core.ErrMessageNotFound
+		}
+		return err
+	}
+	b := s.db.NewBatch()
+	s.seqMu.Lock()
+	cur, err := s.marker(uid, c)
+	if err != nil || cur >= msg {
+		s.seqMu.Unlock()
+		b.Close()
+		return err
+	}
+	_ = b.Set(readKey(uid, c), appendU64(nil, uint64(msg)), nil)
+	if err := s.apply(b, nil); err != nil {
+		return fmt.Errorf("store read marker: %w", err)
+	}
+	return nil
+}
+
+// JoinedGroup starts a new member's read marker at the group's newest
+// message, so its unread count starts at joining.
+func (s *Store) JoinedGroup(ctx context.Context, uid, gid core.ID) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	c := groupConv(gid)
+	b := s.db.NewBatch()
+	s.seqMu.Lock()
+	last, err := s.lastMessage(c)
+	if err != nil || last == 0 {
+		s.seqMu.Unlock()
+		b.Close()
+		return err
+	}
+	_ = b.Set(readKey(uid, c), appendU64(nil, uint64(last)), nil)
+	return s.apply(b, nil)
+}
+
+// LeftGroup removes a former member's conversation listing and read marker.
+func (s *Store) LeftGroup(ctx context.Context, uid, gid core.ID) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	c := groupConv(gid)
+	b := s.db.NewBatch()
+	s.seqMu.Lock()
+	delete(s.convs, userConv{uid, c})
+	_ = b.Delete(convKey(uid, c), nil)
+	_ = b.Delete(readKey(uid, c), nil)
+	return s.apply(b, nil)
+}
+
+// lastMessage is the id of the conversation's newest message, or 0.
+func (s *Store) lastMessage(c conv) (core.ID, error) {
+	pre := msgPrefix(c)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: prefixEnd(pre)})
+	if err != nil {
+		return 0, err
+	}
+	var last core.ID
+	if it.Last() {
+		k := it.Key()
+		last = core.ID(binary.BigEndian.Uint64(k[len(k)-8:]))
+	}
+	return last, errors.Join(it.Error(), it.Close())
+}
+
+// PendingPushes implements core.PushOutbox, oldest message first.
+func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]core.Push, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	lo := []byte{kindPush}
+	if after != "" {
+		id, uid, err := parsePushKey(after)
+		if err != nil {
+			return nil, err
+		}
+		lo = append(pushKey(id, uid), 0)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{kindPush + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	msgs, err := s.db.NewIter(&pebble.IterOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer msgs.Close()
+	var out []core.Push
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		k := it.Key()
+		id, uid := core.ID(binary.BigEndian.Uint64(k[1:9])), core.ID(binary.BigEndian.Uint64(k[9:17]))
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		c, _, err := decodeConv(v)
+		if err != nil {
+			return nil, fmt.Errorf("push %d for %d: %w", id, uid, err)
+		}
+		raw, err := readJSON(msgs, c, id)
+		if err != nil {
+			return nil, fmt.Errorf("push %d for %d: %w", id, uid, err)
+		}
+		out = append(out, core.Push{Key: PushKey(id, uid), UserID: uid, Message: raw})
+	}
+	return out, it.Error()
+}
+
+// DeletePush implements core.PushOutbox.
+func (s *Store) DeletePush(ctx context.Context, key string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	id, uid, err := parsePushKey(key)
+	if err != nil {
+		return err
+	}
+	if err := s.db.Delete(pushKey(id, uid), pebble.Sync); err != nil {
+		return s.setFailed(fmt.Errorf("delete push %s: %w", key, err))
+	}
+	return nil
+}

@@ -1,0 +1,335 @@
+// Package pebble keeps chat history on disk in Pebble, CockroachDB's LSM
+// engine: messages, inboxes, client_msg_id keys, read markers, the
+// conversations each user has and the push outbox. Memory holds a bounded
+// block cache and the memtables, never per-message state, and opening reads
+// only the write-ahead log of the newest writes, so neither grows with
+// history.
+//
+// It implements core.Messages and core.PushOutbox; who exists and who
+// belongs to which group it asks a Directory (the embedded node's buntdb).
+package pebble
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/chatgate/chatgate/core"
+)
+
+// Directory is what the history store asks about users and groups.
+type Directory interface {
+	// UserByID returns core.ErrUserNotFound for an unknown user.
+	UserByID(ctx context.Context, id core.ID) (core.User, error)
+	// Group returns core.ErrGroupNotFound for an unknown group.
+	Group(ctx context.Context, id core.ID) (core.Group, error)
+}
+
+// Options tune the store; the zero value is the default.
+type Options struct {
+	// CacheBytes bounds Pebble's block cache (default 64 MiB).
+	CacheBytes int64
+	// MemTableBytes is the size of one memtable (default 16 MiB). Up to two
+	// are held, and the write-ahead log replayed after a crash is at most
+	// about this much, so it bounds restart time too.
+	MemTableBytes uint64
+}
+
+// DefaultCacheBytes is the block cache of a node that does not set one.
+const DefaultCacheBytes = 64 << 20
+
+// FormatVersion is the layout this package writes (keys.go); Open refuses
+// a newer one rather than misread it.
+const FormatVersion = 1
+
+// Store is the history half of the embedded store.
+type Store struct {
+	db  *pebble.DB
+	dir Directory
+	ids *core.Snowflake
+	log *slog.Logger
+
+	closeMu sync.RWMutex
+	closed  bool
+
+	// seqMu orders every read-modify-write: it is held from reading inbox
+	// heads (or a read marker, or a client_msg_id key) until the batch is
+	// applied to the memtable, where the next holder sees it. It is not
+	// held during the fsync: Pebble commits batches to its log in the
+	// order they were applied and one fsync covers every batch logged
+	// before it, so concurrent sends share fsyncs (group commit) and a
+	// user's seqs become durable in order.
+	seqMu sync.Mutex
+	// heads caches inbox heads; it may be emptied at any time (the applied
+	// batches hold every head). Owned by seqMu.
+	heads map[core.ID]uint64
+	// convs holds conversation-list keys known to be stored, so a send
+	// writes each once. Owned by seqMu.
+	convs  map[userConv]struct{}
+	ticket uint64 // batches applied so far; owned by seqMu
+
+	// A batch is visible to readers once applied, before it is durable.
+	// pending holds, per user, the inbox seqs applied but not yet durable;
+	// the inbox read path (resume) never shows them, so no device can see
+	// an event that a power loss would then take back and reissue.
+	pmu     sync.Mutex
+	pending map[core.ID][]uint64
+	queue   []inflight // applied batches not yet known durable, in ticket order
+	durable uint64     // every ticket up to this one is durable
+
+	failMu sync.Mutex
+	failed error
+}
+
+type userConv struct {
+	uid  core.ID
+	conv conv
+}
+
+type inflight struct {
+	ticket uint64
+	ds     []core.Delivery
+}
+
+var (
+	_ core.Messages   = (*Store)(nil)
+	_ core.PushOutbox = (*Store)(nil)
+)
+
+// Bounds of the caches; each is emptied when it grows past its bound.
+const (
+	maxHeads = 1 << 18
+	maxConvs = 1 << 18
+)
+
+// Open opens (creating if needed) the history in dir.
+func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Options) (*Store, error) {
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = 16 << 20
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	defer cache.Unref() // the DB holds its own reference
+	opts := &pebble.Options{
+		Cache:              cache,
+		MemTableSize:       o.MemTableBytes,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{log},
+	}
+	// Bloom filters let a send learn that its client_msg_id is new, and a
+	// resume find each inbox entry's message, without reading a block of
+	// every level.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open history %s: %w", dir, err)
+	}
+	s := &Store{
+		db: db, dir: d, ids: ids, log: log,
+		heads: make(map[core.ID]uint64), convs: make(map[userConv]struct{}),
+		pending: make(map[core.ID][]uint64),
+	}
+	if err := s.checkFormat(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if v, ok, err := s.get(metaKey("newest_id")); err != nil {
+		db.Close()
+		return nil, err
+	} else if ok && len(v) == 8 {
+		// The generator must never reissue a stored id, even when the
+		// clock is behind the one that issued it.
+		ids.Observe(core.ID(binary.BigEndian.Uint64(v)))
+	}
+	return s, nil
+}
+
+func (s *Store) checkFormat() error {
+	v, ok, err := s.get(metaKey("format"))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return s.db.Set(metaKey("format"), []byte{FormatVersion}, pebble.Sync)
+	}
+	if len(v) != 1 || v[0] > FormatVersion {
+		return fmt.Errorf("history format %v was written by a newer chatgate; this one reads up to %d", v, FormatVersion)
+	}
+	return nil
+}
+
+// Close flushes the memtables, so the next start replays no log, and
+// closes the engine. Calls after Close return core.ErrUnavailable.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var err error
+	if s.fail() == nil {
+		err = s.db.Flush()
+	}
+	return errors.Join(err, s.db.Close())
+}
+
+// enter admits one call while the store is open; leave ends it.
+func (s *Store) enter() error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return core.ErrUnavailable
+	}
+	if err := s.fail(); err != nil {
+		s.closeMu.RUnlock()
+		return err
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.closeMu.RUnlock() }
+
+func (s *Store) fail() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failed
+}
+
+// setFailed stops all further writes: after a failed fsync the log's state
+// on disk is unknown (the kernel may have dropped the dirty pages).
+func (s *Store) setFailed(err error) error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failed == nil {
+		s.failed = fmt.Errorf("%w (%v)", core.ErrUnavailable, err)
+		s.log.Error("history write failed; refusing further writes", "err", err)
+	}
+	return s.failed
+}
+
+// get reads one key; the value is a copy.
+func (s *Store) get(key []byte) ([]byte, bool, error) {
+	v, c, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := slices.Clone(v)
+	return out, true, c.Close()
+}
+
+// apply makes b visible and returns once it is durable. The caller holds
+// seqMu, which apply releases once b is visible.
+func (s *Store) apply(b *pebble.Batch, ds []core.Delivery) error {
+	s.ticket++
+	t := s.ticket
+	if len(ds) > 0 {
+		s.pmu.Lock()
+		for _, d := range ds {
+			s.pending[d.UserID] = append(s.pending[d.UserID], d.Seq)
+		}
+		s.queue = append(s.queue, inflight{ticket: t, ds: ds})
+		s.pmu.Unlock()
+	}
+	err := s.db.ApplyNoSyncWait(b, pebble.Sync)
+	s.seqMu.Unlock()
+	if err == nil {
+		err = b.SyncWait()
+	}
+	s.synced(t)
+	if err != nil {
+		return s.setFailed(err)
+	}
+	return b.Close()
+}
+
+// synced records that the batch of ticket t is durable, and with it every
+// batch applied before it (they precede it in the log its fsync covered).
+func (s *Store) synced(t uint64) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if t <= s.durable {
+		return
+	}
+	s.durable = t
+	n := 0
+	for _, f := range s.queue {
+		if f.ticket > t {
+			break
+		}
+		n++
+		for _, d := range f.ds {
+			p := s.pending[d.UserID]
+			if i := slices.Index(p, d.Seq); i >= 0 {
+				p = slices.Delete(p, i, i+1)
+			}
+			if len(p) == 0 {
+				delete(s.pending, d.UserID)
+			} else {
+				s.pending[d.UserID] = p
+			}
+		}
+	}
+	s.queue = slices.Delete(s.queue, 0, n)
+	if len(s.queue) == 0 && cap(s.queue) > 1024 {
+		s.queue = nil
+	}
+}
+
+// durableLimit is the highest seq of uid's inbox that readers may see.
+func (s *Store) durableLimit(uid core.ID) uint64 {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if p := s.pending[uid]; len(p) > 0 {
+		return slices.Min(p) - 1
+	}
+	return math.MaxUint64
+}
+
+// waitDurable returns once everything applied so far is durable: a
+// replayed send may find a message whose own fsync is still running.
+func (s *Store) waitDurable() error {
+	if err := s.db.LogData([]byte{0}, pebble.Sync); err != nil {
+		return s.setFailed(err)
+	}
+	return nil
+}
+
+// pebbleLogger sends Pebble's logs to slog: its routine reports (flushes,
+// compactions) at debug level.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called when Pebble cannot go on (its log could not be
+// written): stopping the process is the only safe answer, and a restart
+// recovers from the log.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
+	os.Exit(70)
+}
+
+// SetDirectory replaces the directory; only before the store is in use.
+func (s *Store) SetDirectory(d Directory) { s.dir = d }
