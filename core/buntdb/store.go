@@ -250,13 +250,13 @@ func kUsername(name string) string { return "un:" + strings.ToLower(name) }
 func kDisplay(name string, id core.ID) string {
 	return "dn:" + strings.ToLower(name) + "\x00" + pid(id)
 }
-func kToken(hash []byte) string                  { return "t:" + hex.EncodeToString(hash) }
-func kUserDevice(uid, did core.ID) string        { return keyNN("ud:", uint64(uid), uint64(did)) }
-func kFriend(a, b core.ID) string                { return keyNN("f:", uint64(a), uint64(b)) }
-func kFriendIn(b, a core.ID) string              { return keyNN("fi:", uint64(b), uint64(a)) }
-func kGroup(id core.ID) string                   { return keyN("g:", uint64(id)) }
-func kUserGroup(uid, gid core.ID) string         { return keyNN("ug:", uint64(uid), uint64(gid)) }
-func kPresence(uid core.ID) string               { return keyN("p:", uint64(uid)) }
+func kToken(hash []byte) string           { return "t:" + hex.EncodeToString(hash) }
+func kUserDevice(uid, did core.ID) string { return keyNN("ud:", uint64(uid), uint64(did)) }
+func kFriend(a, b core.ID) string         { return keyNN("f:", uint64(a), uint64(b)) }
+func kFriendIn(b, a core.ID) string       { return keyNN("fi:", uint64(b), uint64(a)) }
+func kGroup(id core.ID) string            { return keyN("g:", uint64(id)) }
+func kUserGroup(uid, gid core.ID) string  { return keyNN("ug:", uint64(uid), uint64(gid)) }
+func kPresence(uid core.ID) string        { return keyN("p:", uint64(uid)) }
 
 // prefixScan calls fn for each key with prefix, in order, until fn says stop.
 func prefixScan(tx *buntdb.Tx, prefix string, fn func(k, v string) bool) error {

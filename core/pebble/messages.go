@@ -19,13 +19,32 @@ const maxUnreadCount = 9999
 
 // Append implements core.Messages.
 func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResult, error) {
-	if err := s.enter(); err != nil {
-		return core.SendResult{}, err
+	var ck []byte
+	if req.ClientMsgID != "" {
+		ck = cmidKey(req.From, req.ClientMsgID)
 	}
-	defer s.leave()
 	c, recipients, err := s.recipients(ctx, req)
 	if err != nil {
-		return core.SendResult{}, err
+		if ck == nil || errors.Is(err, core.ErrUnavailable) {
+			return core.SendResult{}, err
+		}
+		// A retry is answered from its client_msg_id before anything else
+		// is checked, as the stored send may predate a change (the sender
+		// has left the group since, say).
+		var res core.SendResult
+		werr := s.write(ctx, 0, func(w *wtx) error {
+			ref, found, rerr := w.get(ck)
+			if rerr != nil || !found {
+				return errors.Join(rerr, err)
+			}
+			res, rerr = s.replay(w, req, ref)
+			return rerr
+		})
+		if werr != nil {
+			return core.SendResult{}, werr
+		}
+		res.Raw = res.Message.AppendJSON(nil)
+		return res, nil
 	}
 	// Asked before taking the lock: it reads presence, which has locks of
 	// its own.
@@ -33,70 +52,48 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 	for i, r := range recipients {
 		push[i] = r != req.From && req.NeedsPush != nil && req.NeedsPush(r)
 	}
-	var ck []byte
-	if req.ClientMsgID != "" {
-		ck = cmidKey(req.From, req.ClientMsgID)
-	}
-
-	b := s.db.NewBatch()
-	s.seqMu.Lock()
-	if ck != nil {
-		ref, found, err := s.get(ck)
-		if err != nil || found {
-			s.seqMu.Unlock()
-			b.Close()
+	var res core.SendResult
+	err = s.write(ctx, len(req.Content), func(w *wtx) error {
+		if ck != nil {
+			ref, found, err := w.get(ck)
 			if err != nil {
-				return core.SendResult{}, fmt.Errorf("read client_msg_id: %w", err)
+				return fmt.Errorf("read client_msg_id: %w", err)
 			}
-			return s.replay(req, ref)
+			if found {
+				res, err = s.replay(w, req, ref)
+				return err
+			}
 		}
-	}
-	m := core.Message{
-		ID: s.ids.Next(), ConversationID: c.String(), From: req.From, To: req.To, GroupID: req.GroupID,
-		Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID,
-	}
-	ref := msgRef(c, m.ID)
-	_ = b.Set(msgKey(c, m.ID), encodeRecord(make([]byte, 0, 32+len(m.Content)+len(m.ClientMsgID)), &m), nil)
-	if ck != nil {
-		_ = b.Set(ck, ref, nil)
-	}
-	res := core.SendResult{Message: m, Deliveries: make([]core.Delivery, 0, len(recipients))}
-	for i, r := range recipients {
-		h, err := s.head(r)
-		if err != nil {
-			s.seqMu.Unlock()
-			b.Close()
-			return core.SendResult{}, err
+		m := core.Message{
+			ID: s.ids.Next(), ConversationID: c.String(), From: req.From, To: req.To, GroupID: req.GroupID,
+			Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID,
 		}
-		seq := h + 1
-		_ = b.Set(inboxKey(r, seq), ref, nil)
-		uc := userConv{r, c}
-		if _, ok := s.convs[uc]; !ok {
-			_ = b.Set(convKey(r, c), nil, nil)
+		ref := msgRef(c, m.ID)
+		w.set(msgKey(c, m.ID), encodeRecord(make([]byte, 0, 32+len(m.Content)+len(m.ClientMsgID)), &m))
+		if ck != nil {
+			w.set(ck, ref)
 		}
-		if push[i] {
-			_ = b.Set(pushKey(m.ID, r), c.bytes(), nil)
-			res.Pushes++
+		res = core.SendResult{Message: m, Deliveries: make([]core.Delivery, 0, len(recipients))}
+		for i, r := range recipients {
+			seq, err := w.deliver(r, c, ref)
+			if err != nil {
+				return err
+			}
+			if push[i] {
+				w.set(pushKey(m.ID, r), c.bytes())
+				res.Pushes++
+			}
+			res.Deliveries = append(res.Deliveries, core.Delivery{UserID: r, Seq: seq})
 		}
-		res.Deliveries = append(res.Deliveries, core.Delivery{UserID: r, Seq: seq})
+		w.set(metaKey("newest_id"), appendU64(nil, uint64(m.ID)))
+		return nil
+	})
+	if err != nil {
+		return core.SendResult{}, err
 	}
-	_ = b.Set(metaKey("newest_id"), appendU64(nil, uint64(m.ID)), nil)
-	// The caches describe the batch as applied; if applying fails the store
-	// refuses all writes from then on, so they are never read wrong.
-	if len(s.heads) > maxHeads {
-		clear(s.heads)
+	if res.Raw == nil {
+		res.Raw = res.Message.AppendJSON(make([]byte, 0, 200+len(res.Message.Content)+len(res.Message.ClientMsgID)))
 	}
-	if len(s.convs) > maxConvs {
-		clear(s.convs)
-	}
-	for _, d := range res.Deliveries {
-		s.heads[d.UserID] = d.Seq
-		s.convs[userConv{d.UserID, c}] = struct{}{}
-	}
-	if err := s.apply(b, res.Deliveries); err != nil {
-		return core.SendResult{}, fmt.Errorf("store message %d: %w", m.ID, err)
-	}
-	res.Raw = m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
 	return res, nil
 }
 
@@ -125,41 +122,29 @@ func (s *Store) recipients(ctx context.Context, req core.SendRequest) (conv, []c
 
 // replay answers a send whose client_msg_id is already stored: the same
 // message if the request is the same, ErrClientMsgIDReuse otherwise.
-func (s *Store) replay(req core.SendRequest, ref []byte) (core.SendResult, error) {
+func (s *Store) replay(w *wtx, req core.SendRequest, ref []byte) (core.SendResult, error) {
 	c, id, err := decodeRef(ref)
 	if err != nil {
 		return core.SendResult{}, err
 	}
-	m, ok, err := s.message(c, id)
+	v, ok, err := w.get(msgKey(c, id))
 	if err != nil {
 		return core.SendResult{}, err
 	}
 	if !ok {
 		return core.SendResult{}, fmt.Errorf("client_msg_id %q points to missing message %d", req.ClientMsgID, id)
 	}
+	m, err := decodeRecord(c, id, v)
+	if err != nil {
+		return core.SendResult{}, err
+	}
 	if m.To != req.To || m.GroupID != req.GroupID || m.Content != req.Content {
 		return core.SendResult{}, core.ErrClientMsgIDReuse
 	}
 	// The first send may still be waiting for its fsync; this answer must
 	// not come before it is durable.
-	if err := s.waitDurable(); err != nil {
-		return core.SendResult{}, err
-	}
-	raw := m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
-	return core.SendResult{Message: m, Raw: raw, Replayed: true}, nil
-}
-
-// head returns uid's newest inbox seq, applied or durable. Caller holds seqMu.
-func (s *Store) head(uid core.ID) (uint64, error) {
-	if h, ok := s.heads[uid]; ok {
-		return h, nil
-	}
-	h, err := s.storedHead(uid)
-	if err != nil {
-		return 0, fmt.Errorf("read inbox head of %d: %w", uid, err)
-	}
-	s.heads[uid] = h
-	return h, nil
+	w.durable = true
+	return core.SendResult{Message: m, Replayed: true}, nil
 }
 
 // storedHead is the seq of uid's newest applied inbox key, or 0.
@@ -174,16 +159,6 @@ func (s *Store) storedHead(uid core.ID) (uint64, error) {
 		h = binary.BigEndian.Uint64(it.Key()[9:])
 	}
 	return h, errors.Join(it.Error(), it.Close())
-}
-
-// message reads one message.
-func (s *Store) message(c conv, id core.ID) (core.Message, bool, error) {
-	v, ok, err := s.get(msgKey(c, id))
-	if err != nil || !ok {
-		return core.Message{}, false, err
-	}
-	m, err := decodeRecord(c, id, v)
-	return m, err == nil, err
 }
 
 // Inbox implements core.Messages. It shows only durable entries.
@@ -460,10 +435,6 @@ func (s *Store) unread(uid core.ID, c conv, marker core.ID) (int, error) {
 
 // MarkRead implements core.Messages.
 func (s *Store) MarkRead(ctx context.Context, uid core.ID, convID string, msg core.ID) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
 	c, p, ok := convOf(convID)
 	if !ok {
 		return core.ErrConvNotFound
@@ -474,60 +445,50 @@ func (s *Store) MarkRead(ctx context.Context, uid core.ID, convID string, msg co
 		}
 		return err
 	}
-	if _, ok, err := s.get(msgKey(c, msg)); err != nil || !ok {
-		if err == nil {
+	if err := s.read(func() error {
+		_, ok, err := s.get(msgKey(c, msg))
+		if err == nil && !ok {
 			err = core.ErrMessageNotFound
 		}
 		return err
-	}
-	b := s.db.NewBatch()
-	s.seqMu.Lock()
-	cur, err := s.marker(uid, c)
-	if err != nil || cur >= msg {
-		s.seqMu.Unlock()
-		b.Close()
+	}); err != nil {
 		return err
 	}
-	_ = b.Set(readKey(uid, c), appendU64(nil, uint64(msg)), nil)
-	if err := s.apply(b, nil); err != nil {
-		return fmt.Errorf("store read marker: %w", err)
-	}
-	return nil
+	return s.write(ctx, 0, func(w *wtx) error {
+		v, ok, err := w.get(readKey(uid, c))
+		if err != nil {
+			return err
+		}
+		if ok && len(v) == 8 && core.ID(binary.BigEndian.Uint64(v)) >= msg {
+			return nil
+		}
+		w.set(readKey(uid, c), appendU64(nil, uint64(msg)))
+		return nil
+	})
 }
 
 // JoinedGroup starts a new member's read marker at the group's newest
 // message, so its unread count starts at joining.
 func (s *Store) JoinedGroup(ctx context.Context, uid, gid core.ID) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
 	c := groupConv(gid)
-	b := s.db.NewBatch()
-	s.seqMu.Lock()
-	last, err := s.lastMessage(c)
-	if err != nil || last == 0 {
-		s.seqMu.Unlock()
-		b.Close()
-		return err
-	}
-	_ = b.Set(readKey(uid, c), appendU64(nil, uint64(last)), nil)
-	return s.apply(b, nil)
+	return s.write(ctx, 0, func(w *wtx) error {
+		last, err := s.lastMessage(c)
+		if err != nil || last == 0 {
+			return err
+		}
+		w.set(readKey(uid, c), appendU64(nil, uint64(last)))
+		return nil
+	})
 }
 
 // LeftGroup removes a former member's conversation listing and read marker.
 func (s *Store) LeftGroup(ctx context.Context, uid, gid core.ID) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
 	c := groupConv(gid)
-	b := s.db.NewBatch()
-	s.seqMu.Lock()
-	delete(s.convs, userConv{uid, c})
-	_ = b.Delete(convKey(uid, c), nil)
-	_ = b.Delete(readKey(uid, c), nil)
-	return s.apply(b, nil)
+	return s.write(ctx, 0, func(w *wtx) error {
+		w.forgetConv(uid, c)
+		w.del(readKey(uid, c))
+		return nil
+	})
 }
 
 // lastMessage is the id of the conversation's newest message, or 0.
@@ -592,16 +553,12 @@ func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]c
 
 // DeletePush implements core.PushOutbox.
 func (s *Store) DeletePush(ctx context.Context, key string) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
 	id, uid, err := parsePushKey(key)
 	if err != nil {
 		return err
 	}
-	if err := s.db.Delete(pushKey(id, uid), pebble.Sync); err != nil {
-		return s.setFailed(fmt.Errorf("delete push %s: %w", key, err))
-	}
-	return nil
+	return s.write(ctx, 0, func(w *wtx) error {
+		w.del(pushKey(id, uid))
+		return nil
+	})
 }

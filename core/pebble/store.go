@@ -60,22 +60,14 @@ type Store struct {
 
 	closeMu sync.RWMutex
 	closed  bool
+	reqs    chan *writeReq
+	closing chan struct{}
+	stopped chan struct{}
 
-	// seqMu orders every read-modify-write: it is held from reading inbox
-	// heads (or a read marker, or a client_msg_id key) until the batch is
-	// applied to the memtable, where the next holder sees it. It is not
-	// held during the fsync: Pebble commits batches to its log in the
-	// order they were applied and one fsync covers every batch logged
-	// before it, so concurrent sends share fsyncs (group commit) and a
-	// user's seqs become durable in order.
-	seqMu sync.Mutex
-	// heads caches inbox heads; it may be emptied at any time (the applied
-	// batches hold every head). Owned by seqMu.
-	heads map[core.ID]uint64
-	// convs holds conversation-list keys known to be stored, so a send
-	// writes each once. Owned by seqMu.
-	convs  map[userConv]struct{}
-	ticket uint64 // batches applied so far; owned by seqMu
+	// Owned by the committer (commit.go).
+	heads  map[core.ID]uint64    // inbox heads; may be emptied at any time
+	convs  map[userConv]struct{} // conversation-list keys known to be stored
+	ticket uint64                // batches applied so far
 
 	// A batch is visible to readers once applied, before it is durable.
 	// pending holds, per user, the inbox seqs applied but not yet durable;
@@ -105,7 +97,8 @@ var (
 	_ core.PushOutbox = (*Store)(nil)
 )
 
-// Bounds of the caches; each is emptied when it grows past its bound.
+// Bounds of the committer's caches; each is emptied when it grows past
+// its bound.
 const (
 	maxHeads = 1 << 18
 	maxConvs = 1 << 18
@@ -139,6 +132,7 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 	}
 	s := &Store{
 		db: db, dir: d, ids: ids, log: log,
+		reqs: make(chan *writeReq, maxBatchReqs), closing: make(chan struct{}), stopped: make(chan struct{}),
 		heads: make(map[core.ID]uint64), convs: make(map[userConv]struct{}),
 		pending: make(map[core.ID][]uint64),
 	}
@@ -154,6 +148,7 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 		// clock is behind the one that issued it.
 		ids.Observe(core.ID(binary.BigEndian.Uint64(v)))
 	}
+	go s.committer()
 	return s, nil
 }
 
@@ -171,15 +166,21 @@ func (s *Store) checkFormat() error {
 	return nil
 }
 
-// Close flushes the memtables, so the next start replays no log, and
-// closes the engine. Calls after Close return core.ErrUnavailable.
+// Close finishes the writes queued, flushes the memtables, so the next
+// start replays no log, and closes the engine. Calls after Close return
+// core.ErrUnavailable.
 func (s *Store) Close() error {
+	// Taking the lock waits for every read in progress and every write
+	// being queued; none starts after it.
 	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
 	if s.closed {
+		s.closeMu.Unlock()
 		return nil
 	}
 	s.closed = true
+	s.closeMu.Unlock()
+	close(s.closing)
+	<-s.stopped
 	var err error
 	if s.fail() == nil {
 		err = s.db.Flush()
@@ -202,6 +203,16 @@ func (s *Store) enter() error {
 }
 
 func (s *Store) leave() { s.closeMu.RUnlock() }
+
+// read runs fn while the store is open. Write functions never call it:
+// the committer runs them before Close closes the engine.
+func (s *Store) read(fn func() error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return fn()
+}
 
 func (s *Store) fail() error {
 	s.failMu.Lock()
@@ -232,31 +243,6 @@ func (s *Store) get(key []byte) ([]byte, bool, error) {
 	}
 	out := slices.Clone(v)
 	return out, true, c.Close()
-}
-
-// apply makes b visible and returns once it is durable. The caller holds
-// seqMu, which apply releases once b is visible.
-func (s *Store) apply(b *pebble.Batch, ds []core.Delivery) error {
-	s.ticket++
-	t := s.ticket
-	if len(ds) > 0 {
-		s.pmu.Lock()
-		for _, d := range ds {
-			s.pending[d.UserID] = append(s.pending[d.UserID], d.Seq)
-		}
-		s.queue = append(s.queue, inflight{ticket: t, ds: ds})
-		s.pmu.Unlock()
-	}
-	err := s.db.ApplyNoSyncWait(b, pebble.Sync)
-	s.seqMu.Unlock()
-	if err == nil {
-		err = b.SyncWait()
-	}
-	s.synced(t)
-	if err != nil {
-		return s.setFailed(err)
-	}
-	return b.Close()
 }
 
 // synced records that the batch of ticket t is durable, and with it every
@@ -297,18 +283,9 @@ func (s *Store) durableLimit(uid core.ID) uint64 {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	if p := s.pending[uid]; len(p) > 0 {
-		return slices.Min(p) - 1
+		return p[0] - 1 // seqs are applied, so queued, in order
 	}
 	return math.MaxUint64
-}
-
-// waitDurable returns once everything applied so far is durable: a
-// replayed send may find a message whose own fsync is still running.
-func (s *Store) waitDurable() error {
-	if err := s.db.LogData([]byte{0}, pebble.Sync); err != nil {
-		return s.setFailed(err)
-	}
-	return nil
 }
 
 // pebbleLogger sends Pebble's logs to slog: its routine reports (flushes,

@@ -1,0 +1,294 @@
+package pebble
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/chatgate/chatgate/core"
+)
+
+// Write path. Every change is a function run by one committer goroutine,
+// which owns the inbox heads and the other read-modify-write state, so
+// concurrent sends need no locks and get gap-free seqs. The committer
+// takes every request waiting, runs them one after the other into ONE
+// Pebble batch, and applies it without waiting for its fsync
+// (ApplyNoSyncWait): the batch is then visible to the next one's reads.
+// A syncer goroutine waits for each batch's fsync in order and answers its
+// callers; meanwhile the committer builds the next batch. Pebble logs
+// batches in the order they are applied and one fsync covers all logged
+// before it, so seqs become durable in order, and one fsync covers many
+// sends (group commit) — every caller still returns only once its write
+// is durable.
+
+const (
+	maxBatchReqs  = 1024
+	maxBatchBytes = 8 << 20
+)
+
+// wtx is what a write function sees: it reads through its own writes,
+// those of the batch being built and the store; its writes are kept apart
+// until it returns without error, so a failed write leaves nothing.
+type wtx struct {
+	s     *Store
+	batch *batch
+	mine  map[string]op
+	ops   []op
+	heads map[core.ID]uint64
+	convs []userConv
+	ds    []core.Delivery
+	// durable asks that the caller be answered only once every batch
+	// before this one is durable, although this write wrote nothing (a
+	// replayed send whose first send may still be waiting for its fsync).
+	durable bool
+}
+
+type op struct {
+	key, val []byte
+	del      bool
+}
+
+func (w *wtx) get(key []byte) ([]byte, bool, error) {
+	if o, ok := w.mine[string(key)]; ok {
+		return o.val, !o.del, nil
+	}
+	if o, ok := w.batch.overlay[string(key)]; ok {
+		return o.val, !o.del, nil
+	}
+	return w.s.get(key)
+}
+
+func (w *wtx) set(key, val []byte) {
+	o := op{key: key, val: val}
+	w.mine[string(key)] = o
+	w.ops = append(w.ops, o)
+}
+
+func (w *wtx) del(key []byte) {
+	o := op{key: key, del: true}
+	w.mine[string(key)] = o
+	w.ops = append(w.ops, o)
+}
+
+// head returns uid's newest inbox seq, as of every write before this one.
+func (w *wtx) head(uid core.ID) (uint64, error) {
+	if h, ok := w.heads[uid]; ok {
+		return h, nil
+	}
+	if h, ok := w.s.heads[uid]; ok {
+		return h, nil
+	}
+	h, err := w.s.storedHead(uid)
+	if err != nil {
+		return 0, fmt.Errorf("read inbox head of %d: %w", uid, err)
+	}
+	w.s.heads[uid] = h // true whatever this write does
+	return h, nil
+}
+
+// deliver appends message ref to uid's inbox and lists the conversation
+// for uid.
+func (w *wtx) deliver(uid core.ID, c conv, ref []byte) (uint64, error) {
+	h, err := w.head(uid)
+	if err != nil {
+		return 0, err
+	}
+	seq := h + 1
+	if w.heads == nil {
+		w.heads = make(map[core.ID]uint64, 2)
+	}
+	w.heads[uid] = seq
+	w.set(inboxKey(uid, seq), ref)
+	uc := userConv{uid, c}
+	if _, ok := w.s.convs[uc]; !ok {
+		w.set(convKey(uid, c), nil)
+		w.convs = append(w.convs, uc)
+	}
+	w.ds = append(w.ds, core.Delivery{UserID: uid, Seq: seq})
+	return seq, nil
+}
+
+// forgetConv drops a listing key and its cache entry.
+func (w *wtx) forgetConv(uid core.ID, c conv) {
+	delete(w.s.convs, userConv{uid, c}) // forgetting is always safe
+	w.del(convKey(uid, c))
+}
+
+type writeReq struct {
+	fn   func(*wtx) error
+	done chan error
+	size int
+}
+
+// write runs fn in the next batch and returns once its writes are durable.
+func (s *Store) write(ctx context.Context, size int, fn func(*wtx) error) error {
+	req := &writeReq{fn: fn, done: make(chan error, 1), size: size}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return core.ErrUnavailable
+	}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	// Once queued, wait for the outcome even if ctx ends: the write may
+	// already be durable, and the caller must not be told otherwise.
+	return <-req.done
+}
+
+// batch is one group commit.
+type batch struct {
+	pb      *pebble.Batch
+	overlay map[string]op
+	ok      []*writeReq // requests to answer once the batch is durable
+	ds      []core.Delivery
+	ticket  uint64
+	reqs    int
+	size    int
+	durable bool // some request needs the fsync although it wrote nothing
+}
+
+func (b *batch) full() bool { return b.reqs >= maxBatchReqs || b.size >= maxBatchBytes }
+
+// committer builds and applies batches; syncer answers them.
+func (s *Store) committer() {
+	defer close(s.stopped)
+	toSyncer := make(chan *batch, 64)
+	syncerDone := make(chan struct{})
+	go s.syncer(toSyncer, syncerDone)
+	defer func() { close(toSyncer); <-syncerDone }()
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.reqs:
+		case <-s.closing:
+			// Close admits no request once closing is closed: what is
+			// queued now is all that is left to write.
+			for len(s.reqs) > 0 {
+				s.commit(s.take(<-s.reqs), toSyncer)
+			}
+			return
+		}
+		s.commit(s.take(first), toSyncer)
+	}
+}
+
+// take starts a batch with first and adds every request already waiting.
+func (s *Store) take(first *writeReq) *batch {
+	if len(s.heads) > maxHeads {
+		// Only here, where every batch built is applied: the stored
+		// inbox keys then hold every head the cache did.
+		clear(s.heads)
+	}
+	b := &batch{pb: s.db.NewBatch(), overlay: make(map[string]op)}
+	s.add(b, first)
+	for !b.full() {
+		select {
+		case r := <-s.reqs:
+			s.add(b, r)
+			continue
+		default:
+		}
+		break
+	}
+	return b
+}
+
+// add runs one write function and adds its writes to b.
+func (s *Store) add(b *batch, r *writeReq) {
+	b.reqs++
+	b.size += r.size
+	if err := s.fail(); err != nil {
+		r.done <- err
+		return
+	}
+	w := &wtx{s: s, batch: b, mine: make(map[string]op)}
+	if err := r.fn(w); err != nil {
+		r.done <- err // nothing of it was written
+		return
+	}
+	for _, o := range w.ops {
+		if o.del {
+			_ = b.pb.Delete(o.key, nil)
+		} else {
+			_ = b.pb.Set(o.key, o.val, nil)
+		}
+		b.overlay[string(o.key)] = o
+	}
+	for u, h := range w.heads {
+		s.heads[u] = h
+	}
+	if len(s.convs)+len(w.convs) > maxConvs {
+		clear(s.convs)
+	}
+	for _, uc := range w.convs {
+		s.convs[uc] = struct{}{}
+	}
+	b.ds = append(b.ds, w.ds...)
+	b.durable = b.durable || w.durable
+	b.ok = append(b.ok, r)
+}
+
+// commit applies b (visible at once, durable later) and hands it to the
+// syncer. The caches already describe b as applied: if applying fails the
+// store refuses every write from then on, so they are never read wrong.
+func (s *Store) commit(b *batch, toSyncer chan<- *batch) {
+	if len(b.ok) == 0 {
+		b.pb.Close()
+		return
+	}
+	if b.pb.Empty() && b.durable {
+		// A log record of its own, so the fsync the answer waits for
+		// covers every batch before.
+		_ = b.pb.LogData([]byte{0}, nil)
+	}
+	if !b.pb.Empty() {
+		s.ticket++
+		b.ticket = s.ticket
+		if len(b.ds) > 0 {
+			s.pmu.Lock()
+			for _, d := range b.ds {
+				s.pending[d.UserID] = append(s.pending[d.UserID], d.Seq)
+			}
+			s.queue = append(s.queue, inflight{ticket: b.ticket, ds: b.ds})
+			s.pmu.Unlock()
+		}
+		if err := s.db.ApplyNoSyncWait(b.pb, pebble.Sync); err != nil {
+			s.setFailed(fmt.Errorf("apply batch %d: %w", b.ticket, err))
+			s.synced(b.ticket)
+			for _, r := range b.ok {
+				r.done <- core.ErrUnavailable
+			}
+			return
+		}
+	}
+	toSyncer <- b
+}
+
+// syncer waits for each batch's fsync, in order, and answers its callers.
+func (s *Store) syncer(in <-chan *batch, done chan<- struct{}) {
+	defer close(done)
+	for b := range in {
+		var err error
+		if b.ticket != 0 {
+			if err = b.pb.SyncWait(); err != nil {
+				err = s.setFailed(fmt.Errorf("fsync batch %d: %w", b.ticket, err))
+			}
+			s.synced(b.ticket)
+		}
+		err = errors.Join(err, b.pb.Close())
+		for _, r := range b.ok {
+			if err != nil {
+				r.done <- core.ErrUnavailable
+			} else {
+				r.done <- nil
+			}
+		}
+	}
+}
