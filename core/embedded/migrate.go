@@ -73,10 +73,11 @@ func migrate(ctx context.Context, social *buntdb.Store, history *pebble.Store, l
 				return false, fmt.Errorf("commit imported records: %w", err)
 			}
 			copied += len(entries)
+			level := slog.LevelDebug
 			if time.Since(last) > time.Second || next == "" {
-				log.Info("migrating history", "keys_copied", copied, "elapsed", time.Since(start).Round(time.Millisecond))
-				last = time.Now()
+				level, last = slog.LevelInfo, time.Now()
 			}
+			log.Log(ctx, level, "migrating history", "keys_copied", copied, "elapsed", time.Since(start).Round(time.Millisecond))
 			if next == "" {
 				break
 			}
