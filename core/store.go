@@ -9,7 +9,7 @@ import (
 // concurrent use. A method that changes state returns only once the change is
 // durable (fsynced or committed), and either applies all of its change or
 // none of it. Adapters return the Err* values of this package for the
-// conditions they name; storetest checks that they do.
+// conditions they name; core/storetest checks that they do.
 type Store interface {
 	Users
 	Social
@@ -62,7 +62,8 @@ type Social interface {
 	// not a member, ErrUserNotFound, ErrAlreadyMember, ErrGroupFull.
 	AddMember(ctx context.Context, gid, by, uid ID) (Group, error)
 	// RemoveMember removes uid on behalf of by: a member may remove itself,
-	// the owner anyone (ErrForbidden otherwise). When the owner leaves, the
+	// the owner anyone (ErrForbidden otherwise; ErrGroupNotFound if by is
+	// not a member). When the owner leaves, the
 	// longest-standing member becomes owner; the last member leaving deletes
 	// nothing but leaves an empty group nobody can act on.
 	RemoveMember(ctx context.Context, gid, by, uid ID) (Group, error)
