@@ -109,7 +109,7 @@ func TestOpenObservesTheNewestMessageID(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	// As if a node whose clock ran an hour fast had written the last one.
-	future := core.ID(uint64((time.Since(core.Epoch) + time.Hour).Milliseconds())<<22 | 1<<12)
+	future := core.ID(uint64((time.Since(core.Epoch)+time.Hour).Milliseconds())<<22 | 1<<12)
 	db, err := pebble.Open(dir, &pebble.Options{})
 	require.NoError(t, err)
 	require.NoError(t, db.Set(metaKey("newest_id"), appendU64(nil, uint64(future)), pebble.Sync))
