@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,30 +35,19 @@ func TestQuickBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the quick bench takes about 30 s")
 	}
-	dir := t.TempDir()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	build := func(out, pkg string) {
-		cmd := exec.Command(goBin, "build", "-o", out, pkg)
-		cmd.Dir = ".."
-		b, err := cmd.CombinedOutput()
-		require.NoError(t, err, "go build %s:\n%s", pkg, b)
-	}
-	benchBin, chatgateBin := filepath.Join(dir, "bench"), filepath.Join(dir, "chatgate")
-	build(benchBin, "./bench")
-	build(chatgateBin, "./cmd/chatgate")
+	benchBin, chatgateBin := binaries(t)
 
-	out := filepath.Join(dir, "out")
+	out := filepath.Join(t.TempDir(), "out")
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, benchBin, "-quick", "-out", out, "-chatgate", chatgateBin, "-centrifugo", "")
+	// -prefill: the node holds history before the first measurement, and
+	// every connection resumes from its user's inbox head.
+	cmd := exec.CommandContext(ctx, benchBin, "-quick", "-prefill", "2000", "-out", out, "-chatgate", chatgateBin, "-centrifugo", "")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	t.Logf("bench -quick took %s", time.Since(start).Round(100*time.Millisecond))
 	require.NoError(t, err, "bench -quick failed:\n%s", stderr.String())
 	assert.Contains(t, stderr.String(), "done", "the progress output ends with done")
@@ -174,6 +165,141 @@ func TestQuickBench(t *testing.T) {
 	assert.True(t, meta.Quick)
 	assert.Empty(t, meta.Errors)
 	assert.Greater(t, meta.FsyncUs, 0.0)
+	assert.Equal(t, int64(2000), meta.Prefill)
+	assert.Greater(t, meta.PrefillRate, 0.0)
+	assert.Contains(t, string(md), "Pre-filled node")
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds the bench and chatgate once for every test that runs
+// them, without -race: the bench is a load generator, and under the race
+// detector it would measure the detector.
+func binaries(t *testing.T) (benchBin, chatgateBin string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "chatgate-bench-test-"); buildErr != nil {
+			return
+		}
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		for out, pkg := range map[string]string{"bench": "./bench", "chatgate": "./cmd/chatgate"} {
+			cmd := exec.Command(goBin, "build", "-o", filepath.Join(buildDir, out), pkg)
+			cmd.Dir = ".."
+			if b, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	require.NoError(t, buildErr)
+	return filepath.Join(buildDir, "bench"), filepath.Join(buildDir, "chatgate")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// TestHistoryProbe runs the history probe end to end on a few thousand
+// messages, two checkpoints and two binaries (the same one as -chatgate
+// and -baseline), and checks that both files are there and every figure
+// was measured.
+func TestHistoryProbe(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Fatal("the bench reads /proc: it runs on Linux only")
+	}
+	benchBin, chatgateBin := binaries(t)
+	out := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, benchBin, "-history", "3k", "-history-checkpoints", "1500", "-users", "20", "-group", "10",
+		"-fill-group-share", "0.2", "-fill-senders", "32", "-history-samples", "20", "-history-window", "1s",
+		"-chatgate", chatgateBin, "-baseline", chatgateBin, "-out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("bench -history took %s", time.Since(start).Round(100*time.Millisecond))
+	require.NoError(t, err, "bench -history failed:\n%s", stderr.String())
+	assert.Contains(t, stderr.String(), "done", "the progress output ends with done")
+	assert.Contains(t, stderr.String(), "filling to 3,000 messages")
+
+	var rep HistoryReport
+	readJSON(t, filepath.Join(out, "history.json"), &rep)
+	assert.Equal(t, []int64{1500, 3000}, rep.Meta.Checkpoints)
+	assert.Equal(t, 2, rep.Meta.Groups)
+	assert.Empty(t, rep.Meta.Errors)
+	require.Len(t, rep.Runs, 2)
+	assert.Equal(t, "chatgate", rep.Runs[0].Name)
+	assert.Equal(t, "baseline", rep.Runs[1].Name)
+	for _, r := range rep.Runs {
+		assert.Empty(t, r.Error)
+		assert.Greater(t, r.FreshStartS, 0.0, r.Name)
+		assert.Greater(t, r.SendsPerSFresh, 0.0, r.Name)
+		assert.NotEmpty(t, r.Series, r.Name)
+		require.Len(t, r.Points, 2, r.Name)
+		for i, pt := range r.Points {
+			what := fmt.Sprintf("%s at %d", r.Name, pt.Stored)
+			assert.Equal(t, []int64{1500, 3000}[i], pt.Stored, what)
+			assert.Equal(t, pt.Stored, pt.Direct+pt.Group, what)
+			assert.Greater(t, pt.Group, int64(0), what)
+			assert.Greater(t, pt.Direct, pt.Group, what)
+			assert.Greater(t, pt.SendsPerSStart, 0.0, what)
+			assert.Greater(t, pt.SendsPerSEnd, 0.0, what)
+			assert.Greater(t, pt.EndVsFresh, 0.0, what)
+			assert.Greater(t, pt.RSSServingMB, 1.0, what)
+			assert.GreaterOrEqual(t, pt.PeakRSSMB, pt.RSSServingMB, what)
+			assert.Greater(t, pt.RSSStartedMB, 1.0, what)
+			assert.Greater(t, pt.RSSAfterRestartMB, 1.0, what)
+			assert.Greater(t, pt.ShutdownS, 0.0, what)
+			assert.Zero(t, pt.ExitCode, what)
+			assert.Greater(t, pt.RestartS, 0.0, what)
+			assert.Less(t, pt.RestartS, 30.0, what)
+			assert.GreaterOrEqual(t, pt.FirstRequestS, pt.RestartS, what)
+			assert.InDelta(t, pt.ShutdownS+pt.RestartS, pt.DownS, 0.002, what)
+			assert.Greater(t, pt.DiskBytes, int64(100*pt.Stored), what)
+			assert.Greater(t, pt.DiskBytesAfterRestart, int64(100*pt.Stored), what)
+			assert.Greater(t, pt.BytesPerMsg, 100.0, what)
+			for name, l := range map[string]LatStat{
+				"history": pt.History, "resume from 0": pt.ResumeZero, "resume from head": pt.ResumeHead,
+				"history cold": pt.HistoryCold, "resume from 0 cold": pt.ResumeZeroCold, "resume from head cold": pt.ResumeHeadCold,
+			} {
+				assert.Equal(t, 20, l.N, "%s: %s", what, name)
+				assert.Greater(t, l.P50ms, 0.0, "%s: %s", what, name)
+				assert.GreaterOrEqual(t, l.P99ms, l.P50ms, "%s: %s", what, name)
+				assert.GreaterOrEqual(t, l.MaxMs, l.P99ms, "%s: %s", what, name)
+			}
+		}
+		assert.Greater(t, r.Points[1].DiskBytesAfterRestart, r.Points[0].DiskBytesAfterRestart, "%s: disk grows with history", r.Name)
+	}
+
+	md, err := os.ReadFile(filepath.Join(out, "history.md"))
+	require.NoError(t, err)
+	for _, s := range []string{"# chatgate history probe", "## History probe", "## Restart and the restarted node", "## Fill and disk", "## Targets",
+		"| chatgate | 1,500 |", "| chatgate | 3,000 |", "| baseline | 1,500 |", "| baseline | 3,000 |", "restart ≤ 1 s at any history size"} {
+		assert.Contains(t, string(md), s)
+	}
+	// The table is printed at the end.
+	assert.Contains(t, stdout.String(), "| baseline | 3,000 |")
+
+	// -render rewrites history.md from history.json.
+	require.NoError(t, os.Remove(filepath.Join(out, "history.md")))
+	b, err := exec.CommandContext(ctx, benchBin, "-render", out).CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	md2, err := os.ReadFile(filepath.Join(out, "history.md"))
+	require.NoError(t, err)
+	assert.Equal(t, string(md), string(md2))
 }
 
 func readJSON(t *testing.T, path string, v any) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,9 +49,12 @@ type target interface {
 	PollInterval() time.Duration
 }
 
-// account is a signed-up bench user.
+// account is a signed-up bench user. Cursor is the head of the user's
+// inbox once the setup is done (0 unless the node was pre-filled): its
+// connections resume there.
 type account struct {
 	ID, Token, Name string
+	Cursor          uint64
 }
 
 // chatgateSetup is what every chatgate run starts from: a data directory
@@ -65,9 +69,21 @@ type chatgateSetup struct {
 
 const benchPassword = "bench-password-1"
 
+// prefill is -prefill: messages stored on the template node before any
+// measurement, by the history probe's fill.
+type prefill struct {
+	n       int64
+	share   float64
+	senders int
+	payload int
+	prog    *progress
+	rate    float64 // sends/s over the whole fill, set by the fill
+}
+
 // prepareChatgate signs the users up on a fresh server and creates the
-// group, then stops the server: each transport's run starts from a copy.
-func prepareChatgate(ctx context.Context, bin, work string, nUsers, groupN int, logDir string) (*chatgateSetup, error) {
+// group, fills the node when pf is set, then stops the server: each
+// transport's run starts from a copy.
+func prepareChatgate(ctx context.Context, bin, work string, nUsers, groupN int, logDir string, pf *prefill) (*chatgateSetup, error) {
 	dir := filepath.Join(work, "template")
 	addr, err := freeAddr()
 	if err != nil {
@@ -79,50 +95,61 @@ func prepareChatgate(ctx context.Context, bin, work string, nUsers, groupN int, 
 		return nil, err
 	}
 	defer srv.stop()
-	st := &chatgateSetup{bin: bin, template: dir, users: make([]account, nUsers), groupN: groupN}
-	var wg sync.WaitGroup
-	errs := make(chan error, nUsers)
-	sem := make(chan struct{}, 4) // the server hashes at most 4 passwords at once
-	for i := range nUsers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			name := fmt.Sprintf("bench%04d", i)
-			c := client.New(srv.base)
-			a, err := c.Signup(ctx, client.SignupInput{Username: name, Password: benchPassword})
-			if err != nil {
-				errs <- fmt.Errorf("signup %s: %w", name, err)
-				return
-			}
-			st.users[i] = account{ID: a.User.ID, Token: a.Token, Name: name}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	st := &chatgateSetup{bin: bin, template: dir, groupN: groupN}
+	if st.users, err = signupUsers(ctx, srv.base, nUsers, nil); err != nil {
 		return nil, err
 	}
 	if groupN > 1 {
-		c := client.New(srv.base, client.WithToken(st.users[0].Token, st.users[0].ID))
-		members := make([]string, 0, groupN-1)
-		for _, u := range st.users[1:groupN] {
-			members = append(members, u.ID)
+		if st.groupID, err = createGroup(ctx, srv.base, "bench", st.users[:groupN]); err != nil {
+			return nil, err
 		}
-		var g struct {
-			ID string `json:"id"`
+	}
+	if pf != nil {
+		if err := prefillNode(ctx, srv.base, st, pf); err != nil {
+			return nil, fmt.Errorf("prefill: %w", err)
 		}
-		in := map[string]any{"name": "bench", "members": members}
-		if err := c.Do(ctx, "POST", "/v1/groups", in, &g); err != nil {
-			return nil, fmt.Errorf("create group: %w", err)
-		}
-		st.groupID = g.ID
 	}
 	if err := srv.stop(); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// prefillNode stores pf.n messages among the setup's users: 1:1, and to
+// groups of groupN members (the bench group is the first), then reads
+// every user's inbox head so that connections resume there.
+func prefillNode(ctx context.Context, base string, st *chatgateSetup, pf *prefill) error {
+	groups := []string{}
+	if st.groupID != "" && pf.share > 0 {
+		groups = append(groups, st.groupID)
+		for g := 1; (g+1)*st.groupN <= len(st.users); g++ {
+			id, err := createGroup(ctx, base, fmt.Sprintf("prefill %d", g), st.users[g*st.groupN:(g+1)*st.groupN])
+			if err != nil {
+				return err
+			}
+			groups = append(groups, id)
+		}
+	}
+	pf.prog.stage(fmt.Sprintf("pre-filling the node with %s messages", commas(pf.n)), float64(pf.n)/8000)
+	fl := newFiller(fillPlan{users: st.users, groups: groups, groupN: st.groupN, share: pf.share,
+		payload: pf.payload, senders: pf.senders, tag: "p"})
+	seg, err := fl.fill(ctx, base, pf.n, func(stored int64, rate float64) {
+		pf.prog.advance(float64(stored) / float64(pf.n))
+		pf.prog.note(fmt.Sprintf("%s / %s stored · %s sends/s", commas(stored), commas(pf.n), f(round(rate, 0))))
+	})
+	if err != nil {
+		return err
+	}
+	pf.rate = float64(pf.n) / seg.dur.Seconds()
+	pf.prog.log("pre-filled the node with %s messages (%s to groups) in %s: %s sends/s",
+		commas(pf.n), commas(pf.n-fl.direct.Load()), seg.dur.Round(100*time.Millisecond), f(round(pf.rate, 0)))
+	hc := &http.Client{Transport: fillTransport(16), Timeout: time.Minute}
+	defer hc.CloseIdleConnections()
+	return parallel(ctx, len(st.users), 16, func(i int) error {
+		c, err := headCursor(ctx, hc, base, st.users[i])
+		st.users[i].Cursor = c
+		return err
+	})
 }
 
 // chatgateTarget is a chatgate server driven over one transport.
@@ -222,6 +249,7 @@ func (t *chatgateTarget) connect(ctx context.Context, a account, onEvent func(cl
 	}
 	conn, err := c.Connect(ctx, client.ConnectOptions{
 		Transports:   []string{t.transport},
+		Cursor:       a.Cursor,
 		OnEvent:      onEvent,
 		OnState:      onState,
 		Negotiation:  t.neg,

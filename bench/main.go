@@ -7,6 +7,8 @@
 //	go run ./bench              # the full run (about 13 minutes on 2 cores)
 //	go run ./bench -quick       # under a minute, small figures
 //	go run ./bench -out DIR     # where results go (default bench/out)
+//	go run ./bench -prefill 1M  # the same on a node that already holds 1 M messages
+//	go run ./bench -history 5M -baseline BIN  # the history probe instead (history.go)
 //
 // The bench builds chatgate and runs it as a separate process (so the
 // server's CPU and memory, read from /proc, are its own), drives it with
@@ -61,6 +63,16 @@ type config struct {
 	groupSenders int
 	cpuProfile   string
 	render       string
+
+	// The fill (fill.go), the history probe (history.go) and -prefill.
+	history     int64
+	checkpoints []int64
+	baseline    string
+	histSamples int
+	histWindow  time.Duration
+	prefill     int64
+	fillShare   float64
+	fillSenders int
 }
 
 func defaultCentrifugo() string {
@@ -96,7 +108,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fan := fs.String("fanout-rates", "50,100,200,400,700,1000,1100,1200,1400,2000,2800,4000", "fan-out ramp, group messages/s (each delivered to every other member)")
 	fs.Float64Var(&c.wireRate, "wire-rate", 1000, "the latency rate whose step gives the wire and cpu rows")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile here (to see what the client costs)")
-	fs.StringVar(&c.render, "render", "", "only rewrite results.md, results.csv, chart.svg and scaling.md of the run in this directory")
+	fs.StringVar(&c.render, "render", "", "only rewrite results.md, results.csv, chart.svg and scaling.md (or history.md) of the run in this directory")
+	fs.Var(countFlag{&c.history}, "history", "run the history probe instead of the protocol bench: fill a fresh node to `N` stored messages (5000000, 5M, 500k), restarting it at each checkpoint; writes history.json and history.md")
+	cps := fs.String("history-checkpoints", "", "stored-message counts at which the history probe measures and restarts the node, ascending (default: 1M and -history, or -history alone when ≤ 1M)")
+	fs.StringVar(&c.baseline, "baseline", "", "a second chatgate `binary` the history probe measures in the same run, after the first (scripts/build-release REV OUT builds one)")
+	fs.IntVar(&c.histSamples, "history-samples", 300, "history probe: requests timed per kind of read at each checkpoint, before and after the restart")
+	fs.DurationVar(&c.histWindow, "history-window", 10*time.Second, "history probe: sends/s are measured over the first and the last window of this length of each fill")
+	fs.Var(countFlag{&c.prefill}, "prefill", "protocol bench: store `N` messages on the node before measuring (1M, 500k), as the history probe fills")
+	fs.Float64Var(&c.fillShare, "fill-group-share", 0.1, "history probe and -prefill: share of the messages sent to a group (the users form groups of -group members)")
+	fs.IntVar(&c.fillSenders, "fill-senders", 128, "history probe and -prefill: concurrent keep-alive HTTP senders")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -120,6 +140,29 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		def("peer-transports", func() { *peerTrs = "websocket" })
 	}
 	c.idleSettle = min(max(c.idleWindow/10, 300*time.Millisecond), 3*time.Second)
+	if c.history > 0 {
+		var err error
+		if c.checkpoints, err = checkpoints(*cps, c.history); err != nil {
+			return c, fmt.Errorf("-history-checkpoints: %w", err)
+		}
+		if c.histSamples < 1 {
+			return c, errors.New("-history-samples must be at least 1")
+		}
+		if c.histWindow <= 0 {
+			return c, errors.New("-history-window must be positive")
+		}
+		if c.prefill > 0 {
+			return c, errors.New("-prefill is for the protocol bench; the history probe fills by itself")
+		}
+	} else if c.baseline != "" || *cps != "" {
+		return c, errors.New("-baseline and -history-checkpoints go with -history N")
+	}
+	if c.fillShare < 0 || c.fillShare > 1 {
+		return c, errors.New("-fill-group-share must be 0..1")
+	}
+	if c.fillSenders < 1 {
+		return c, errors.New("-fill-senders must be at least 1")
+	}
 	c.group = min(c.group, c.users)
 	c.groupSenders = min(10, c.group)
 	var err error
@@ -204,7 +247,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, os.Stderr); err != nil {
+	if cfg.history > 0 {
+		err = runHistory(ctx, cfg, os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, cfg, os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -234,6 +282,9 @@ type Meta struct {
 	Transports  []string   `json:"transports"`
 	Peer        string     `json:"peer"`
 	Store       *storeCost `json:"store,omitempty"`
+	Prefill     int64      `json:"prefill,omitempty"`             // messages stored before the measurements
+	PrefillRate float64    `json:"prefill_sends_per_s,omitempty"` // mean sends/s of that fill
+	PrefillMix  float64    `json:"prefill_group_share,omitempty"`
 	DurationS   float64    `json:"duration_s"`
 	Errors      []string   `json:"errors,omitempty"`
 }
@@ -300,9 +351,18 @@ func run(ctx context.Context, cfg config, stderr io.Writer) error {
 		}
 	}
 	prog.stage(fmt.Sprintf("signing up %d users", cfg.users), float64(cfg.users)*0.03)
-	setup, err := prepareChatgate(ctx, bin, work, cfg.users, cfg.group, logDir)
+	var pf *prefill
+	if cfg.prefill > 0 {
+		pf = &prefill{n: cfg.prefill, share: cfg.fillShare, senders: cfg.fillSenders, payload: cfg.payload, prog: prog}
+		// A node holding history may load it at start.
+		serverWait = historyWait
+	}
+	setup, err := prepareChatgate(ctx, bin, work, cfg.users, cfg.group, logDir, pf)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
+	}
+	if pf != nil {
+		meta.Prefill, meta.PrefillRate, meta.PrefillMix = cfg.prefill, round(pf.rate, 0), cfg.fillShare
 	}
 	nProbe, nGroupProbe := 5000, 500
 	if cfg.quick {
@@ -384,7 +444,7 @@ func run(ctx context.Context, cfg config, stderr io.Writer) error {
 
 // estimate is the expected duration in seconds, for the progress bar.
 func estimate(cfg config, peer bool) float64 {
-	total := float64(cfg.users)*0.03 + 3
+	total := float64(cfg.users)*0.03 + 3 + float64(cfg.prefill)/8000
 	if cfg.chatgateBin == "" {
 		total += 5
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -33,7 +34,14 @@ type server struct {
 	logPath string
 	exited  chan struct{}
 	waitErr error
+	started time.Time // just before the exec
+	healthy time.Time // the first 200 from the health endpoint
 }
+
+// serverWait bounds how long a server may take to become healthy and to
+// stop after SIGTERM. A node that loads a large history at start needs
+// more than the default (-prefill raises it).
+var serverWait = 30 * time.Second
 
 // freeAddr returns a loopback address with a port free at the time of
 // asking.
@@ -47,9 +55,20 @@ func freeAddr() (string, error) {
 }
 
 // startProcess runs bin with args, its output going to logPath, and waits
-// until health answers 200 (or the process dies, or 30 s pass).
+// until health answers 200 (or the process dies, or serverWait passes).
 func startProcess(name, bin string, args []string, base, health, debug, logPath string) (*server, error) {
-	logf, err := os.Create(logPath)
+	if err := os.WriteFile(logPath, nil, 0o644); err != nil { // a fresh log
+		return nil, err
+	}
+	return launch(name, bin, args, base, health, debug, logPath, serverWait, 50*time.Millisecond)
+}
+
+// launch is startProcess with its bounds: how long the server may take to
+// become healthy, and how often health is asked (the resolution of
+// s.healthy - s.started). The output is appended to logPath (a restarted
+// server adds to its log).
+func launch(name, bin string, args []string, base, health, debug, logPath string, wait, every time.Duration) (*server, error) {
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -57,18 +76,19 @@ func startProcess(name, bin string, args []string, base, health, debug, logPath 
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the bench dies, so does the server it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &server{name: name, cmd: cmd, base: base, debug: debug, logPath: logPath, exited: make(chan struct{})}
+	s := &server{name: name, cmd: cmd, base: base, debug: debug, logPath: logPath, exited: make(chan struct{}), started: started}
 	go func() {
 		s.waitErr = cmd.Wait()
 		logf.Close()
 		close(s.exited)
 	}()
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	deadline := started.Add(wait)
 	for {
 		select {
 		case <-s.exited:
@@ -79,36 +99,51 @@ func startProcess(name, bin string, args []string, base, health, debug, logPath 
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				s.healthy = time.Now()
 				return s, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			s.stop()
-			return nil, fmt.Errorf("%s did not become healthy in 30 s\n%s", name, tailFile(logPath, 2000))
+			return nil, fmt.Errorf("%s did not become healthy in %s\n%s", name, wait, tailFile(logPath, 2000))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
-// stop sends SIGTERM, waits up to 20 s, then kills.
+// stop sends SIGTERM, waits up to serverWait, then kills.
 func (s *server) stop() error {
+	_, err := s.stopWithin(serverWait)
+	return err
+}
+
+// stopWithin sends SIGTERM and waits up to wait for the process to exit
+// (then kills it); it returns how long the exit took. A non-zero exit
+// status after SIGTERM is not an error here (see exitCode).
+func (s *server) stopWithin(wait time.Duration) (time.Duration, error) {
 	if s == nil {
-		return nil
+		return 0, nil
 	}
+	t0 := time.Now()
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
-	case <-time.After(20 * time.Second):
+	case <-time.After(wait):
 		_ = s.cmd.Process.Kill()
 		<-s.exited
-		return fmt.Errorf("%s did not stop within 20 s of SIGTERM; killed", s.name)
+		return time.Since(t0), fmt.Errorf("%s did not stop within %s of SIGTERM; killed", s.name, wait)
 	}
+	took := time.Since(t0)
 	var ee *exec.ExitError
 	if s.waitErr != nil && !errors.As(s.waitErr, &ee) {
-		return s.waitErr
+		return took, s.waitErr
 	}
-	return nil
+	return took, nil
 }
+
+// exitCode is the exit status of a process that has exited (-1: killed
+// by a signal).
+func (s *server) exitCode() int { return s.cmd.ProcessState.ExitCode() }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
@@ -117,6 +152,7 @@ type procSample struct {
 	at      time.Time
 	cpu     time.Duration // utime + stime
 	rss     int64         // bytes
+	hwm     int64         // peak RSS since the process started, bytes
 	threads int
 }
 
@@ -150,6 +186,9 @@ func sampleProc(pid int) (procSample, error) {
 		case strings.HasPrefix(line, "VmRSS:"):
 			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
 			ps.rss = kb * 1024
+		case strings.HasPrefix(line, "VmHWM:"):
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			ps.hwm = kb * 1024
 		case strings.HasPrefix(line, "Threads:"):
 			ps.threads, _ = strconv.Atoi(strings.Fields(line)[1])
 		}
@@ -280,29 +319,69 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// copyDir copies the regular files of src into dst (a data directory
-// template: flat, small).
+// copyDir copies the regular files of src into dst, subdirectories
+// included, streaming (a pre-filled data directory can hold gigabytes).
 func copyDir(src, dst string) error {
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
 			return err
 		}
-	}
-	return nil
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		case !d.Type().IsRegular():
+			return nil
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
+
+// diskUsage sums the regular files under dir: their sizes, and the bytes
+// the file system allocated for them (blocks; preallocated or sparse
+// files make the two differ).
+func diskUsage(dir string) (size, alloc int64, err error) {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking (a store's temporary file)
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		size += fi.Size()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			alloc += st.Blocks * 512
+		}
+		return nil
+	})
+	return size, alloc, err
 }
 
 // raiseNoFile lifts the soft open-files limit to the hard one; the

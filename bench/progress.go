@@ -21,6 +21,7 @@ type progress struct {
 	done       float64
 	stageEst   float64
 	stageStart time.Time
+	stageFrac  float64 // share of the stage done, when known (advance); < 0: by time
 	label      string
 	detail     string
 	start      time.Time
@@ -31,7 +32,7 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, total float64) *progress {
-	p := &progress{w: w, total: max(total, 1), start: time.Now(), stageStart: time.Now(), quit: make(chan struct{})}
+	p := &progress{w: w, total: max(total, 1), start: time.Now(), stageStart: time.Now(), stageFrac: -1, quit: make(chan struct{})}
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			p.tty = true
@@ -63,7 +64,7 @@ func (p *progress) stage(label string, est float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done += p.stageEst
-	p.stageEst, p.stageStart, p.label, p.detail = est, time.Now(), label, ""
+	p.stageEst, p.stageStart, p.stageFrac, p.label, p.detail = est, time.Now(), -1, label, ""
 	if p.tty {
 		p.draw()
 	} else {
@@ -77,6 +78,14 @@ func (p *progress) skip(est float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done += max(est, 0)
+}
+
+// advance says how much of the current stage is done (0..1), for stages
+// whose progress is counted (messages stored) rather than timed.
+func (p *progress) advance(frac float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stageFrac = min(max(frac, 0), 1)
 }
 
 // note sets a detail shown after the stage label (terminals only; on
@@ -122,6 +131,9 @@ func (p *progress) elapsed() string { return time.Since(p.start).Round(time.Seco
 
 func (p *progress) fraction() float64 {
 	in := min(time.Since(p.stageStart).Seconds(), p.stageEst)
+	if p.stageFrac >= 0 {
+		in = p.stageFrac * p.stageEst
+	}
 	return min((p.done+in)/p.total, 1)
 }
 

@@ -88,6 +88,11 @@ func (r *recorder) summary() latency {
 	r.mu.Lock()
 	l := slices.Clone(r.lat)
 	r.mu.Unlock()
+	return summarize(l)
+}
+
+// summarize sorts l (nanoseconds) and takes its percentiles.
+func summarize(l []int64) latency {
 	slices.Sort(l)
 	if len(l) == 0 {
 		return latency{}

@@ -21,8 +21,18 @@ func mustJSON(v any) []byte {
 }
 
 // render rewrites the reports of a finished run from its results.json
-// and meta.json (after a change of the report format).
+// and meta.json (after a change of the report format), and history.md
+// from history.json.
 func render(dir string) error {
+	_, errH := os.Stat(filepath.Join(dir, "history.json"))
+	if errH == nil {
+		if err := renderHistory(dir); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(dir, "results.json")); err != nil {
+			return nil // a history probe's directory
+		}
+	}
 	var rs []Result
 	var meta Meta
 	for name, v := range map[string]any{"results.json": &rs, "meta.json": &meta} {
@@ -278,16 +288,24 @@ func markdown(meta Meta, rs []Result) string {
 	p("# chatgate protocol benchmark\n\n")
 	p("%s, %s, %s s. Machine: %s, %d cores, %s GiB RAM, Linux %s, %s; load average at start %s.\n\n",
 		meta.Date, mode, f(meta.DurationS), meta.CPU, meta.Cores, f(meta.MemoryGiB), meta.Kernel, meta.GoVersion, meta.LoadAvg)
+	if meta.Prefill > 0 {
+		p("**Pre-filled node:** before any measurement the node stored %s messages over HTTP (%s %% to groups; -prefill), at %s sends/s; every run below starts from a copy of it.\n\n",
+			commas(meta.Prefill), f(100*meta.PrefillMix), f(meta.PrefillRate))
+	}
 	p("Load: %d users (%d 1:1 pairs, in each one user sends and the other receives; the first %d form the fan-out group), %d-byte messages, steps of %s s (the first fifth warms up), short-polling interval %s ms. "+
 		"Server and load generator share the machine; the server runs in its own process. Peer: %s.\n\n",
 		meta.Users, meta.Users/2, meta.Group, meta.PayloadB, f(meta.StepS), f(meta.PollMs), meta.Peer)
 	p("Latency floor: loopback round trip %s µs + fsync %s µs (every chatgate message is durable before it is delivered; Centrifugo's memory engine writes nothing). "+
 		"A rate counts as sustained while the generator keeps it, nothing is lost and p99 stays within the floor + %s ms (fan-out: + %s ms); a rate that fails on p99 alone is tried once more.\n\n", f(meta.RTTus), f(meta.FsyncUs), f(meta.P99BoundMs), f(meta.FanBoundMs))
 	if sc := meta.Store; sc != nil {
-		p("Stored history (%d 1:1 and %d group messages of %d bytes sent over HTTP to a fresh node): the store file grows by %s B per 1:1 message and %s B per message to the %d-member group "+
+		node := "a fresh node"
+		if meta.Prefill > 0 {
+			node = "the pre-filled node"
+		}
+		p("Stored history (%d 1:1 and %d group messages of %d bytes sent over HTTP to %s): the store file grows by %s B per 1:1 message and %s B per message to the %d-member group "+
 			"(each write is journaled, then applied, then the journal key deleted: live data is about 1/%s of that after the compaction at start); "+
 			"the server's live heap grows by %s B per 1:1 message and %s B per group message (buntdb keeps every key in memory).\n\n",
-			sc.Direct1to1, sc.GroupMsgs, sc.PayloadBytes, f(sc.DirectFile), f(sc.GroupFile), sc.GroupMembers, f(sc.JournalFactor), f(sc.DirectHeap), f(sc.GroupHeap))
+			sc.Direct1to1, sc.GroupMsgs, sc.PayloadBytes, node, f(sc.DirectFile), f(sc.GroupFile), sc.GroupMembers, f(sc.JournalFactor), f(sc.DirectHeap), f(sc.GroupHeap))
 	}
 	if len(meta.Errors) > 0 {
 		p("**Errors:** %s\n\n", strings.Join(meta.Errors, "; "))
