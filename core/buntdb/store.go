@@ -350,6 +350,17 @@ func (s *Store) UserByID(ctx context.Context, id core.ID) (core.User, error) {
 	return u.User, err
 }
 
+// UserExists reports whether a user exists, without decoding its record.
+func (s *Store) UserExists(ctx context.Context, id core.ID) (bool, error) {
+	found := false
+	err := s.view(func(tx *buntdb.Tx) error {
+		_, err := tx.Get(kUser(id))
+		found = err == nil
+		return nil
+	})
+	return found, err
+}
+
 // UsersByID implements core.Users; unknown ids are left out.
 func (s *Store) UsersByID(ctx context.Context, ids []core.ID) (map[core.ID]core.User, error) {
 	out := make(map[core.ID]core.User, len(ids))

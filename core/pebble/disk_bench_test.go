@@ -19,11 +19,8 @@ type dirStub struct {
 	group core.Group
 }
 
-func (d *dirStub) UserByID(_ context.Context, id core.ID) (core.User, error) {
-	if !d.users[id] {
-		return core.User{}, core.ErrUserNotFound
-	}
-	return core.User{ID: id}, nil
+func (d *dirStub) UserExists(_ context.Context, id core.ID) (bool, error) {
+	return d.users[id], nil
 }
 
 func (d *dirStub) Group(_ context.Context, id core.ID) (core.Group, error) {

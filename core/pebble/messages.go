@@ -111,7 +111,10 @@ func (s *Store) recipients(ctx context.Context, req core.SendRequest) (conv, []c
 		}
 		return groupConv(req.GroupID), g.Members, nil
 	}
-	if _, err := s.dir.UserByID(ctx, req.To); err != nil {
+	if ok, err := s.dir.UserExists(ctx, req.To); err != nil || !ok {
+		if err == nil {
+			err = core.ErrUserNotFound
+		}
 		return conv{}, nil, err
 	}
 	if req.To == req.From {

@@ -28,8 +28,8 @@ import (
 
 // Directory is what the history store asks about users and groups.
 type Directory interface {
-	// UserByID returns core.ErrUserNotFound for an unknown user.
-	UserByID(ctx context.Context, id core.ID) (core.User, error)
+	// UserExists reports whether the user exists; every 1:1 send asks.
+	UserExists(ctx context.Context, id core.ID) (bool, error)
 	// Group returns core.ErrGroupNotFound for an unknown group.
 	Group(ctx context.Context, id core.ID) (core.Group, error)
 }
