@@ -129,17 +129,25 @@ func scalingMarkdown(meta Meta, rs []Result) string {
 	case nodesThr:
 		limit = "the message rate one node sustains within the p99 bound"
 	}
-	p("The binding limit is **%s**. Nodes of more cores scale the CPU and rate limits about linearly if the store scales with them (one buntdb committer does not: the cluster's PostgreSQL store is what makes this a horizontal plan).\n\n", limit)
+	p("The binding limit is **%s**. Nodes of more cores scale the CPU and rate limits about linearly if the store scales with them (one committer per node does not: the cluster's PostgreSQL store is what makes this a horizontal plan).\n\n", limit)
 
 	// Storage.
 	perDay := avgSends * 86400 * ((1-a.GroupShare)*sc.DirectFile + a.GroupShare*groupFile)
 	liveDay := perDay / sc.JournalFactor
 	p("## Storage, history kept forever\n\n| | per day | per year | after 5 years |\n|---|---:|---:|---:|\n")
-	p("| written to the store file (journal + data) | %s | %s | %s |\n", bytesH(perDay), bytesH(perDay*365), bytesH(perDay*365*5))
-	p("| live history (after compaction) | %s | %s | %s |\n", bytesH(liveDay), bytesH(liveDay*365), bytesH(liveDay*365*5))
+	if sc.JournalFactor >= 2 {
+		p("| written to the store file (journal + data) | %s | %s | %s |\n", bytesH(perDay), bytesH(perDay*365), bytesH(perDay*365*5))
+		p("| live history (after compaction) | %s | %s | %s |\n", bytesH(liveDay), bytesH(liveDay*365), bytesH(liveDay*365*5))
+	} else {
+		p("| history on disk (as flushed; compaction shrinks it further) | %s | %s | %s |\n", bytesH(liveDay), bytesH(liveDay*365), bytesH(liveDay*365*5))
+	}
 	p("| messages | %s | %s | %s |\n\n", commas(int64(avgSends*86400)), commas(int64(avgSends*86400*365)), commas(int64(avgSends*86400*365*5)))
-	heapDay := avgSends * 86400 * ((1-a.GroupShare)*sc.DirectHeap + a.GroupShare*sc.GroupHeap*(a.GroupSize/float64(sc.GroupMembers)))
-	p("The single-node store keeps every key in memory (%s B of heap per 1:1 message measured): %s of RAM per day of history at this load, so the embedded store holds hours, not years, of it. History kept forever is the cluster's PostgreSQL store, sized by the live-history row (plus its own index and page overhead).\n\n", f(sc.DirectHeap), bytesH(heapDay))
+	if sc.JournalFactor >= 2 {
+		heapDay := avgSends * 86400 * ((1-a.GroupShare)*sc.DirectHeap + a.GroupShare*sc.GroupHeap*(a.GroupSize/float64(sc.GroupMembers)))
+		p("The single-node store keeps every key in memory (%s B of heap per 1:1 message measured): %s of RAM per day of history at this load, so the embedded store holds hours, not years, of it. History kept forever is the cluster's PostgreSQL store, sized by the live-history row (plus its own index and page overhead).\n\n", f(sc.DirectHeap), bytesH(heapDay))
+	} else {
+		p("The embedded store keeps history on disk (Pebble), not in memory: one node stops at its disk, %s a day at this load, not at its RAM.\n\n", bytesH(liveDay))
+	}
 
 	if wire != nil {
 		bw := peakSends * wire.BytesPerMsg

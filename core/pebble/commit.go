@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,8 @@ type wtx struct {
 	heads map[core.ID]uint64
 	convs []userConv
 	ds    []core.Delivery
+	// pushes are the push-outbox keys it wrote.
+	pushes [][]byte
 	// durable asks that the caller be answered only once every batch
 	// before this one is durable, although this write wrote nothing (a
 	// replayed send whose first send may still be waiting for its fsync).
@@ -148,6 +151,7 @@ type batch struct {
 	overlay map[string]op
 	ok      []*writeReq // requests to answer once the batch is durable
 	ds      []core.Delivery
+	pushes  [][]byte
 	ticket  uint64
 	reqs    int
 	size    int
@@ -231,6 +235,7 @@ func (s *Store) add(b *batch, r *writeReq) {
 		s.convs[uc] = struct{}{}
 	}
 	b.ds = append(b.ds, w.ds...)
+	b.pushes = append(b.pushes, w.pushes...)
 	b.durable = b.durable || w.durable
 	b.ok = append(b.ok, r)
 }
@@ -267,6 +272,7 @@ func (s *Store) commit(b *batch, toSyncer chan<- *batch) {
 			}
 			return
 		}
+		s.pushed(b.pushes)
 	}
 	toSyncer <- b
 }
@@ -289,6 +295,23 @@ func (s *Store) syncer(in <-chan *batch, done chan<- struct{}) {
 			} else {
 				r.done <- nil
 			}
+		}
+	}
+}
+
+// pushed records the push-outbox keys of a batch just applied (visible).
+func (s *Store) pushed(keys [][]byte) {
+	if len(keys) == 0 {
+		return
+	}
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	for _, k := range keys {
+		if bytes.Compare(k, s.pushHigh) > 0 {
+			s.pushHigh = k
+		}
+		if s.pushLow != nil && bytes.Compare(k, s.pushLow) < 0 {
+			s.pushLow = k // never on one node (ids grow), but then safe
 		}
 	}
 }

@@ -115,3 +115,47 @@ func BenchmarkBytesOnDisk(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPendingPushesAfterDeletes reads the front of a push outbox
+// whose first 20,000 entries were delivered (deleted, so tombstones until
+// compaction) and 10 are pending: the pusher does this every round.
+func BenchmarkPendingPushesAfterDeletes(b *testing.B) {
+	ids, _ := core.NewSnowflake(1)
+	d := &dirStub{users: map[core.ID]bool{1: true, 2: true}}
+	s, err := Open(b.TempDir(), d, ids, slog.New(slog.DiscardHandler), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	push := func(core.ID) bool { return true }
+	for i := 0; i < 20010; i++ {
+		if _, err := s.Append(ctx, core.SendRequest{From: 1, To: 2, Content: "x", CreatedAt: core.Now(), NeedsPush: push}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ps, err := s.PendingPushes(ctx, "", 20000)
+	if err != nil || len(ps) != 20000 {
+		b.Fatal(err, len(ps))
+	}
+	for _, p := range ps {
+		if err := s.DeletePush(ctx, p.Key); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, learn := range []bool{false, true} {
+		b.Run(fmt.Sprintf("learned-front=%v", learn), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if !learn {
+					s.pushMu.Lock()
+					s.pushLow = nil
+					s.pushMu.Unlock()
+				}
+				ps, err := s.PendingPushes(ctx, "", 256)
+				if err != nil || len(ps) != 10 {
+					b.Fatal(err, len(ps))
+				}
+			}
+		})
+	}
+}

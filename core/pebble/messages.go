@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -80,7 +81,9 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 				return err
 			}
 			if push[i] {
-				w.set(pushKey(m.ID, r), c.bytes())
+				k := pushKey(m.ID, r)
+				w.set(k, c.bytes())
+				w.pushes = append(w.pushes, k)
 				res.Pushes++
 			}
 			res.Deliveries = append(res.Deliveries, core.Delivery{UserID: r, Seq: seq})
@@ -516,18 +519,41 @@ func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]c
 	}
 	defer s.leave()
 	lo := []byte{kindPush}
+	var high []byte
 	if after != "" {
 		id, uid, err := parsePushKey(after)
 		if err != nil {
 			return nil, err
 		}
 		lo = append(pushKey(id, uid), 0)
+	} else {
+		s.pushMu.Lock()
+		if s.pushLow != nil {
+			lo = s.pushLow
+		}
+		high = s.pushHigh
+		s.pushMu.Unlock()
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{kindPush + 1}})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
+	if after == "" {
+		// Every key below the first entry found (or, with none, every key
+		// written before this scan) has been deleted.
+		low := high
+		if it.First() {
+			low = slices.Clone(it.Key())
+		}
+		if low != nil {
+			s.pushMu.Lock()
+			if bytes.Compare(low, s.pushLow) > 0 {
+				s.pushLow = low
+			}
+			s.pushMu.Unlock()
+		}
+	}
 	msgs, err := s.db.NewIter(&pebble.IterOptions{})
 	if err != nil {
 		return nil, err

@@ -78,6 +78,16 @@ type Store struct {
 	queue   []inflight // applied batches not yet known durable, in ticket order
 	durable uint64     // every ticket up to this one is durable
 
+	// The push outbox is a queue: entries are written at its end (ids
+	// grow) and deleted from its front, and an LSM keeps a deleted key as
+	// a tombstone until compaction drops it, which every scan from the
+	// front would step over. pushLow is a key below which no entry is
+	// left, learned by the scans; pushHigh is the greatest key written.
+	// Both under pushMu.
+	pushMu   sync.Mutex
+	pushLow  []byte
+	pushHigh []byte
+
 	failMu sync.Mutex
 	failed error
 }
