@@ -51,6 +51,11 @@ type wtx struct {
 type op struct {
 	key, val []byte
 	del      bool
+	// single: the key was set once and never overwritten, so Pebble's
+	// SingleDelete may drop the set and itself as soon as the two meet (in
+	// the memtable's flush, usually) instead of carrying a tombstone down
+	// every level.
+	single bool
 }
 
 func (w *wtx) get(key []byte) ([]byte, bool, error) {
@@ -71,6 +76,13 @@ func (w *wtx) set(key, val []byte) {
 
 func (w *wtx) del(key []byte) {
 	o := op{key: key, del: true}
+	w.mine[string(key)] = o
+	w.ops = append(w.ops, o)
+}
+
+// delOnce deletes a key that was set exactly once (see op.single).
+func (w *wtx) delOnce(key []byte) {
+	o := op{key: key, del: true, single: true}
 	w.mine[string(key)] = o
 	w.ops = append(w.ops, o)
 }
@@ -218,7 +230,9 @@ func (s *Store) add(b *batch, r *writeReq) {
 		return
 	}
 	for _, o := range w.ops {
-		if o.del {
+		if o.single {
+			_ = b.pb.SingleDelete(o.key, nil)
+		} else if o.del {
 			_ = b.pb.Delete(o.key, nil)
 		} else {
 			_ = b.pb.Set(o.key, o.val, nil)

@@ -587,7 +587,14 @@ func (s *Store) DeletePush(ctx context.Context, key string) error {
 		return err
 	}
 	return s.write(ctx, 0, func(w *wtx) error {
-		w.del(pushKey(id, uid))
+		// Written once by Append (an import commits each key once too),
+		// and the outbox churns with every offline recipient: a single
+		// delete leaves no tombstone behind once it meets its set.
+		k := pushKey(id, uid)
+		if _, ok, err := w.get(k); err != nil || !ok {
+			return err // delivered already: deleting again would break the single-set rule
+		}
+		w.delOnce(k)
 		return nil
 	})
 }
