@@ -67,6 +67,9 @@ func Start(cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.CacheMB < 0 {
+		return nil, errors.New("-cache-mb must not be negative")
+	}
 	if cfg.HeartbeatInterval <= 0 || cfg.OfflineAfter <= cfg.HeartbeatInterval {
 		return nil, errors.New("need 0 < heartbeat-interval < offline-after")
 	}

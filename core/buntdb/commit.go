@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/buntdb"
 
 	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/internal/writeq"
 )
 
 // Durability design. buntdb appends each transaction to an append-only file
@@ -95,18 +96,12 @@ const (
 // write runs fn in the next batch and returns once its writes are durable.
 func (s *Store) write(ctx context.Context, size int, fn func(*wtx) error) error {
 	req := &writeReq{fn: fn, done: make(chan error, 1), size: size}
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		return core.ErrUnavailable
+	if err := s.reqs.Put(ctx, req); err != nil {
+		if errors.Is(err, writeq.ErrClosed) {
+			return core.ErrUnavailable
+		}
+		return err
 	}
-	select {
-	case s.reqs <- req:
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
-	}
-	s.closeMu.RUnlock()
 	// Once queued, wait for the outcome even if ctx ends: the write may
 	// already be durable, and the caller must not be told otherwise.
 	return <-req.done
@@ -148,7 +143,7 @@ func (s *Store) committer() {
 			s.log.Error("store write failed; refusing further writes", "err", err)
 		}
 	}
-	closing := s.closing
+	closing := s.reqs.Closing()
 	for {
 		b := newBatch()
 		for {
@@ -158,7 +153,7 @@ func (s *Store) committer() {
 					break
 				}
 				select {
-				case r := <-s.reqs:
+				case r := <-s.reqs.C():
 					s.add(b, r, nil)
 					continue
 				default:
@@ -174,7 +169,7 @@ func (s *Store) committer() {
 				}
 			}
 			select {
-			case r := <-s.reqs:
+			case r := <-s.reqs.C():
 				s.add(b, r, inflight)
 			case err := <-syncing:
 				finished(err)
@@ -187,7 +182,7 @@ func (s *Store) committer() {
 		if len(b.ok) > 0 && s.ship(b, toSyncer) {
 			inflight = b
 		}
-		if closing == nil && len(s.reqs) == 0 {
+		if closing == nil && len(s.reqs.C()) == 0 {
 			if inflight != nil {
 				finished(<-synced)
 			}

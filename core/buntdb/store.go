@@ -19,11 +19,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/tidwall/buntdb"
 
 	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/internal/writeq"
 )
 
 // Store holds users and the social graph on buntdb.
@@ -32,11 +32,8 @@ type Store struct {
 	sync        *os.File
 	ids         *core.Snowflake
 	log         *slog.Logger
-	reqs        chan *writeReq
-	closing     chan struct{}
+	reqs        *writeq.Queue[*writeReq]
 	stopped     chan struct{}
-	closeMu     sync.RWMutex
-	closed      bool
 	journalN    uint64 // owned by the committer
 	lastJournal uint64 // owned by the committer
 	failed      error  // owned by the committer
@@ -59,8 +56,7 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger) (*Store, error) {
 	path := filepath.Join(dir, "chatgate.db")
 	s := &Store{
 		ids: ids, log: log,
-		reqs:    make(chan *writeReq, maxBatchReqs),
-		closing: make(chan struct{}),
+		reqs:    writeq.New[*writeReq](maxBatchReqs),
 		stopped: make(chan struct{}),
 	}
 	if err := s.open(path); err != nil {
@@ -163,14 +159,9 @@ func (s *Store) compact(path string) error {
 
 // Close finishes queued writes, makes them durable and closes the file.
 func (s *Store) Close() error {
-	s.closeMu.Lock()
-	if s.closed {
-		s.closeMu.Unlock()
+	if !s.reqs.Close() {
 		return nil
 	}
-	s.closed = true
-	s.closeMu.Unlock()
-	close(s.closing)
 	<-s.stopped
 	err := s.sync.Sync()
 	if s.lastJournal > 0 && s.failed == nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/internal/writeq"
 )
 
 // Write path. Every change is a function run by one committer goroutine,
@@ -140,18 +141,12 @@ type writeReq struct {
 // write runs fn in the next batch and returns once its writes are durable.
 func (s *Store) write(ctx context.Context, size int, fn func(*wtx) error) error {
 	req := &writeReq{fn: fn, done: make(chan error, 1), size: size}
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		return core.ErrUnavailable
+	if err := s.reqs.Put(ctx, req); err != nil {
+		if errors.Is(err, writeq.ErrClosed) {
+			return core.ErrUnavailable
+		}
+		return err
 	}
-	select {
-	case s.reqs <- req:
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
-	}
-	s.closeMu.RUnlock()
 	// Once queued, wait for the outcome even if ctx ends: the write may
 	// already be durable, and the caller must not be told otherwise.
 	return <-req.done
@@ -182,12 +177,12 @@ func (s *Store) committer() {
 	for {
 		var first *writeReq
 		select {
-		case first = <-s.reqs:
-		case <-s.closing:
+		case first = <-s.reqs.C():
+		case <-s.reqs.Closing():
 			// Close admits no request once closing is closed: what is
 			// queued now is all that is left to write.
-			for len(s.reqs) > 0 {
-				s.commit(s.take(<-s.reqs), toSyncer)
+			for len(s.reqs.C()) > 0 {
+				s.commit(s.take(<-s.reqs.C()), toSyncer)
 			}
 			return
 		}
@@ -206,7 +201,7 @@ func (s *Store) take(first *writeReq) *batch {
 	s.add(b, first)
 	for !b.full() {
 		select {
-		case r := <-s.reqs:
+		case r := <-s.reqs.C():
 			s.add(b, r)
 			continue
 		default:

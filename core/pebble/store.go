@@ -24,6 +24,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/internal/writeq"
 )
 
 // Directory is what the history store asks about users and groups.
@@ -60,8 +61,7 @@ type Store struct {
 
 	closeMu sync.RWMutex
 	closed  bool
-	reqs    chan *writeReq
-	closing chan struct{}
+	reqs    *writeq.Queue[*writeReq]
 	stopped chan struct{}
 
 	// Owned by the committer (commit.go).
@@ -142,7 +142,7 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 	}
 	s := &Store{
 		db: db, dir: d, ids: ids, log: log,
-		reqs: make(chan *writeReq, maxBatchReqs), closing: make(chan struct{}), stopped: make(chan struct{}),
+		reqs: writeq.New[*writeReq](maxBatchReqs), stopped: make(chan struct{}),
 		heads: make(map[core.ID]uint64), convs: make(map[userConv]struct{}),
 		pending: make(map[core.ID][]uint64),
 	}
@@ -180,17 +180,14 @@ func (s *Store) checkFormat() error {
 // start replays no log, and closes the engine. Calls after Close return
 // core.ErrUnavailable.
 func (s *Store) Close() error {
-	// Taking the lock waits for every read in progress and every write
-	// being queued; none starts after it.
-	s.closeMu.Lock()
-	if s.closed {
-		s.closeMu.Unlock()
+	if !s.reqs.Close() {
 		return nil
 	}
+	<-s.stopped // every write queued is done
+	// Taking the lock waits for every read in progress; none starts after.
+	s.closeMu.Lock()
 	s.closed = true
 	s.closeMu.Unlock()
-	close(s.closing)
-	<-s.stopped
 	var err error
 	if s.fail() == nil {
 		err = s.db.Flush()

@@ -1,0 +1,64 @@
+// Package writeq carries write requests from any number of callers to the
+// one committer goroutine of an embedded store (core/buntdb, core/pebble):
+// callers queue, the committer takes what is waiting and commits it as one
+// batch.
+package writeq
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// ErrClosed is what Put returns once Close has begun.
+var ErrClosed = errors.New("writeq: closed")
+
+// Queue is a bounded queue of requests. Close stops admitting requests and
+// returns only when no caller is still putting one, so a committer told by
+// Closing finds in C every request there will ever be.
+type Queue[R any] struct {
+	mu      sync.RWMutex
+	closed  bool
+	ch      chan R
+	closing chan struct{}
+}
+
+// New returns a queue holding up to capacity waiting requests.
+func New[R any](capacity int) *Queue[R] {
+	return &Queue[R]{ch: make(chan R, capacity), closing: make(chan struct{})}
+}
+
+// Put queues r, waiting while the queue is full; it returns ErrClosed
+// after Close, or ctx's error if ctx ends first (r is then not queued).
+func (q *Queue[R]) Put(ctx context.Context, r R) error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return ErrClosed
+	}
+	select {
+	case q.ch <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// C is what the committer receives requests from.
+func (q *Queue[R]) C() <-chan R { return q.ch }
+
+// Closing is closed by Close, once no request can be added.
+func (q *Queue[R]) Closing() <-chan struct{} { return q.closing }
+
+// Close stops admitting requests; it reports false if it had already been
+// called.
+func (q *Queue[R]) Close() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.closed = true
+	close(q.closing)
+	return true
+}
