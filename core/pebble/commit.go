@@ -3,6 +3,7 @@ package pebble
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -41,6 +42,10 @@ type wtx struct {
 	heads map[core.ID]uint64
 	convs []userConv
 	ds    []core.Delivery
+	// raw is the JSON of the message it stored, for the recent cache.
+	raw json.RawMessage
+	// newest is the id of the message it stored.
+	newest core.ID
 	// pushes are the push-outbox keys it wrote.
 	pushes [][]byte
 	// durable asks that the caller be answered only once every batch
@@ -152,12 +157,20 @@ func (s *Store) write(ctx context.Context, size int, fn func(*wtx) error) error 
 	return <-req.done
 }
 
+// stored is a message a batch stored and who got it.
+type stored struct {
+	ds  []core.Delivery
+	raw json.RawMessage
+}
+
 // batch is one group commit.
 type batch struct {
 	pb      *pebble.Batch
 	overlay map[string]op
 	ok      []*writeReq // requests to answer once the batch is durable
 	ds      []core.Delivery
+	newest  core.ID // the newest message id stored by the batch
+	msgs    []stored
 	pushes  [][]byte
 	ticket  uint64
 	reqs    int
@@ -244,6 +257,10 @@ func (s *Store) add(b *batch, r *writeReq) {
 		s.convs[uc] = struct{}{}
 	}
 	b.ds = append(b.ds, w.ds...)
+	b.newest = max(b.newest, w.newest)
+	if w.raw != nil {
+		b.msgs = append(b.msgs, stored{ds: w.ds, raw: w.raw})
+	}
 	b.pushes = append(b.pushes, w.pushes...)
 	b.durable = b.durable || w.durable
 	b.ok = append(b.ok, r)
@@ -256,6 +273,10 @@ func (s *Store) commit(b *batch, toSyncer chan<- *batch) {
 	if len(b.ok) == 0 {
 		b.pb.Close()
 		return
+	}
+	if b.newest != 0 {
+		// Once per batch, not per message: Open tells the id generator.
+		_ = b.pb.Set(metaKey("newest_id"), appendU64(nil, uint64(b.newest)), nil)
 	}
 	if b.pb.Empty() && b.durable {
 		// A log record of its own, so the fsync the answer waits for
@@ -298,6 +319,11 @@ func (s *Store) syncer(in <-chan *batch, done chan<- struct{}) {
 			s.synced(b.ticket)
 		}
 		err = errors.Join(err, b.pb.Close())
+		if err == nil {
+			for _, m := range b.msgs {
+				s.recent.add(m.ds, m.raw)
+			}
+		}
 		for _, r := range b.ok {
 			if err != nil {
 				r.done <- core.ErrUnavailable

@@ -88,7 +88,9 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 			}
 			res.Deliveries = append(res.Deliveries, core.Delivery{UserID: r, Seq: seq})
 		}
-		w.set(metaKey("newest_id"), appendU64(nil, uint64(m.ID)))
+		w.newest = m.ID
+		res.Raw = m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
+		w.raw = res.Raw
 		return nil
 	})
 	if err != nil {
@@ -173,6 +175,9 @@ func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, max
 		return nil, err
 	}
 	defer s.leave()
+	if out, ok := s.recent.inbox(uid, after, limit, maxBytes); ok {
+		return out, nil
+	}
 	upper := prefixEnd(userPrefix(kindInbox, uid))
 	if lim := s.durableLimit(uid); lim != ^uint64(0) {
 		if lim <= after {
@@ -238,6 +243,9 @@ func (s *Store) InboxHead(ctx context.Context, uid core.ID) (uint64, error) {
 		return 0, err
 	}
 	defer s.leave()
+	if h, ok := s.recent.head(uid); ok {
+		return h, nil
+	}
 	h, err := s.storedHead(uid)
 	if err != nil {
 		return 0, err

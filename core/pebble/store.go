@@ -75,6 +75,7 @@ type Store struct {
 	// an event that a power loss would then take back and reissue.
 	pmu     sync.Mutex
 	pending map[core.ID][]uint64
+	recent  *recent
 	queue   []inflight // applied batches not yet known durable, in ticket order
 	durable uint64     // every ticket up to this one is durable
 
@@ -107,11 +108,12 @@ var (
 	_ core.PushOutbox = (*Store)(nil)
 )
 
-// Bounds of the committer's caches; each is emptied when it grows past
-// its bound.
+// Bounds of the committer's caches and of the recent-entries cache; each
+// is emptied when it grows past its bound.
 const (
-	maxHeads = 1 << 18
-	maxConvs = 1 << 18
+	maxHeads    = 1 << 18
+	maxConvs    = 1 << 18
+	recentBytes = 16 << 20
 )
 
 // Open opens (creating if needed) the history in dir.
@@ -120,7 +122,7 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 		o.CacheBytes = DefaultCacheBytes
 	}
 	if o.MemTableBytes == 0 {
-		o.MemTableBytes = 16 << 20
+		o.MemTableBytes = 32 << 20
 	}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref() // the DB holds its own reference
@@ -145,6 +147,7 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 		reqs: writeq.New[*writeReq](maxBatchReqs), stopped: make(chan struct{}),
 		heads: make(map[core.ID]uint64), convs: make(map[userConv]struct{}),
 		pending: make(map[core.ID][]uint64),
+		recent:  newRecent(recentBytes),
 	}
 	if err := s.checkFormat(); err != nil {
 		db.Close()
