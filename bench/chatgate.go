@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,9 +63,12 @@ type account struct {
 type chatgateSetup struct {
 	bin      string
 	template string // data directory with the users
-	users    []account
-	groupID  string
-	groupN   int
+	// bare is the template before -prefill filled it: the store probe
+	// measures on it, undisturbed by the prefill's pushes being drained.
+	bare    string
+	users   []account
+	groupID string
+	groupN  int
 }
 
 const benchPassword = "bench-password-1"
@@ -94,7 +98,7 @@ func prepareChatgate(ctx context.Context, bin, work string, nUsers, groupN int, 
 	if err != nil {
 		return nil, err
 	}
-	defer srv.stop()
+	defer func() { srv.stop() }() // srv is replaced when the node is restarted for -prefill
 	st := &chatgateSetup{bin: bin, template: dir, groupN: groupN}
 	if st.users, err = signupUsers(ctx, srv.base, nUsers, nil); err != nil {
 		return nil, err
@@ -104,7 +108,19 @@ func prepareChatgate(ctx context.Context, bin, work string, nUsers, groupN int, 
 			return nil, err
 		}
 	}
+	st.bare = dir
 	if pf != nil {
+		if err := srv.stop(); err != nil {
+			return nil, err
+		}
+		st.bare = filepath.Join(work, "template-bare")
+		if err := copyDir(dir, st.bare); err != nil {
+			return nil, err
+		}
+		if srv, err = startProcess("chatgate", bin, []string{"-addr", addr, "-data", dir, "-log-level", "warn"},
+			"http://"+addr, "/healthz", "", filepath.Join(logDir, "chatgate-setup.log")); err != nil {
+			return nil, err
+		}
 		if err := prefillNode(ctx, srv.base, st, pf); err != nil {
 			return nil, fmt.Errorf("prefill: %w", err)
 		}
@@ -427,11 +443,6 @@ type storeCost struct {
 // heap after each batch.
 func probeStore(ctx context.Context, st *chatgateSetup, work, logDir string, n, nGroup, payload int) (storeCost, error) {
 	sc := storeCost{Direct1to1: n, GroupMsgs: nGroup, GroupMembers: st.groupN, PayloadBytes: payload, JournalFactor: 1}
-	dir := filepath.Join(work, "data-store-probe")
-	defer os.RemoveAll(dir)
-	if err := copyDir(st.template, dir); err != nil {
-		return sc, err
-	}
 	addr, err := freeAddr()
 	if err != nil {
 		return sc, err
@@ -439,52 +450,6 @@ func probeStore(ctx context.Context, st *chatgateSetup, work, logDir string, n, 
 	dbg, err := freeAddr()
 	if err != nil {
 		return sc, err
-	}
-	start := func() (*server, error) {
-		return startProcess("chatgate", st.bin, []string{"-addr", addr, "-data", dir, "-debug-addr", dbg, "-log-level", "warn"},
-			"http://"+addr, "/healthz", "http://"+dbg, filepath.Join(logDir, "chatgate-store-probe.log"))
-	}
-	srv, err := start()
-	if err != nil {
-		return sc, err
-	}
-	defer func() { srv.stop() }()
-	// Bytes on disk, every file of the data directory: the history is in
-	// a subdirectory of its own (history/).
-	size := func() (int64, error) {
-		var total int64
-		err := filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-				total += fi.Size()
-			}
-			return nil
-		})
-		return total, err
-	}
-	// measure reads the live heap, then restarts the server: a clean stop
-	// flushes what the store holds in memory, so the size counts what a
-	// message costs on disk, not the write-ahead log it went through.
-	measure := func() (int64, int64, error) {
-		rt, err := sampleRuntime(srv.debug, true)
-		if err != nil {
-			return 0, 0, err
-		}
-		if err := srv.stop(); err != nil {
-			return 0, 0, err
-		}
-		sz, err := size()
-		if err != nil {
-			return 0, 0, err
-		}
-		srv, err = start()
-		return sz, rt.heapInuse, err
-	}
-	clients := make([]*client.Client, len(st.users))
-	for i, u := range st.users {
-		clients[i] = client.New(srv.base, client.WithToken(u.Token, u.ID))
 	}
 	// Random lowercase letters: a store that compresses sees about what
 	// text gives it, not a run of one byte.
@@ -497,38 +462,96 @@ func probeStore(ctx context.Context, st *chatgateSetup, work, logDir string, n, 
 		}
 		contents[i] = string(b)
 	}
-	f0, h0, err := measure()
-	if err != nil {
-		return sc, err
+	// Each kind of message is measured on its own copy of the template,
+	// so that compactions of the other kind's tables do not show in its
+	// figures.
+	phase := func(name string, count int, send func(cs []*client.Client, i int) error) (file, heap float64, err error) {
+		dir := filepath.Join(work, "data-store-probe-"+name)
+		defer os.RemoveAll(dir)
+		if err := copyDir(st.bare, dir); err != nil {
+			return 0, 0, err
+		}
+		start := func() (*server, error) {
+			return startProcess("chatgate", st.bin, []string{"-addr", addr, "-data", dir, "-debug-addr", dbg, "-log-level", "warn"},
+				"http://"+addr, "/healthz", "http://"+dbg, filepath.Join(logDir, "chatgate-store-probe-"+name+".log"))
+		}
+		srv, err := start()
+		if err != nil {
+			return 0, 0, err
+		}
+		defer func() { srv.stop() }()
+		// Bytes on disk: the data files — chatgate.db and, under history/,
+		// Pebble's tables. Its write-ahead logs (kept, emptied, to be
+		// reused, whatever their size says) and its manifest (rewritten
+		// whole at every start) would only add noise.
+		size := func() (int64, error) {
+			var total int64
+			err := filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				if filepath.Base(filepath.Dir(path)) == "history" && !strings.HasSuffix(path, ".sst") {
+					return nil
+				}
+				if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+					total += fi.Size()
+				}
+				return nil
+			})
+			return total, err
+		}
+		// measure reads the live heap, then restarts the server: a clean
+		// stop flushes what the store holds in memory, so the size counts
+		// what a message costs on disk, not the log it went through.
+		measure := func() (int64, int64, error) {
+			rt, err := sampleRuntime(srv.debug, true)
+			if err != nil {
+				return 0, 0, err
+			}
+			if err := srv.stop(); err != nil {
+				return 0, 0, err
+			}
+			sz, err := size()
+			if err != nil {
+				return 0, 0, err
+			}
+			srv, err = start()
+			return sz, rt.heapInuse, err
+		}
+		clients := make([]*client.Client, len(st.users))
+		for i, u := range st.users {
+			clients[i] = client.New(srv.base, client.WithToken(u.Token, u.ID))
+		}
+		defer func() {
+			for _, c := range clients {
+				c.CloseIdleConnections()
+			}
+		}()
+		f0, h0, err := measure()
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := parallel(ctx, count, 32, func(i int) error { return send(clients, i) }); err != nil {
+			return 0, 0, fmt.Errorf("store probe, %s: %w", name, err)
+		}
+		f1, h1, err := measure()
+		if err != nil {
+			return 0, 0, err
+		}
+		return round(float64(f1-f0)/float64(count), 0), round(float64(h1-h0)/float64(count), 0), nil
 	}
 	pairs := len(st.users) / 2
-	if err := parallel(ctx, n, 32, func(i int) error {
+	sc.DirectFile, sc.DirectHeap, err = phase("direct", n, func(cs []*client.Client, i int) error {
 		p := i % pairs
-		_, err := clients[2*p].Send(ctx, client.SendInput{To: st.users[2*p+1].ID, Content: contents[i%len(contents)]})
+		_, err := cs[2*p].Send(ctx, client.SendInput{To: st.users[2*p+1].ID, Content: contents[i%len(contents)]})
 		return err
-	}); err != nil {
-		return sc, fmt.Errorf("store probe, 1:1: %w", err)
-	}
-	f1, h1, err := measure()
+	})
 	if err != nil {
 		return sc, err
 	}
-	if err := parallel(ctx, nGroup, 32, func(i int) error {
-		_, err := clients[i%st.groupN].Send(ctx, client.SendInput{GroupID: st.groupID, Content: contents[i%len(contents)]})
+	sc.GroupFile, sc.GroupHeap, err = phase("group", nGroup, func(cs []*client.Client, i int) error {
+		_, err := cs[i%st.groupN].Send(ctx, client.SendInput{GroupID: st.groupID, Content: contents[i%len(contents)]})
 		return err
-	}); err != nil {
-		return sc, fmt.Errorf("store probe, group: %w", err)
-	}
-	f2, h2, err := measure()
-	if err != nil {
-		return sc, err
-	}
-	for _, c := range clients {
-		c.CloseIdleConnections()
-	}
-	sc.DirectFile = round(float64(f1-f0)/float64(n), 0)
-	sc.DirectHeap = round(float64(h1-h0)/float64(n), 0)
-	sc.GroupFile = round(float64(f2-f1)/float64(nGroup), 0)
-	sc.GroupHeap = round(float64(h2-h1)/float64(nGroup), 0)
-	return sc, nil
+	})
+	return sc, err
 }
