@@ -39,7 +39,7 @@ type Directory interface {
 type Options struct {
 	// CacheBytes bounds Pebble's block cache (default 64 MiB).
 	CacheBytes int64
-	// MemTableBytes is the size of one memtable (default 16 MiB). Up to two
+	// MemTableBytes is the size of one memtable (default 32 MiB). Up to two
 	// are held, and the write-ahead log replayed after a crash is at most
 	// about this much, so it bounds restart time too.
 	MemTableBytes uint64
