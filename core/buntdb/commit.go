@@ -96,15 +96,11 @@ const (
 // write runs fn in the next batch and returns once its writes are durable.
 func (s *Store) write(ctx context.Context, size int, fn func(*wtx) error) error {
 	req := &writeReq{fn: fn, done: make(chan error, 1), size: size}
-	if err := s.reqs.Put(ctx, req); err != nil {
-		if errors.Is(err, writeq.ErrClosed) {
-			return core.ErrUnavailable
-		}
-		return err
+	err := s.reqs.Do(ctx, req, req.done)
+	if errors.Is(err, writeq.ErrClosed) {
+		return core.ErrUnavailable
 	}
-	// Once queued, wait for the outcome even if ctx ends: the write may
-	// already be durable, and the caller must not be told otherwise.
-	return <-req.done
+	return err
 }
 
 // batch is one group commit.

@@ -62,6 +62,8 @@ type op struct {
 	// the memtable's flush, usually) instead of carrying a tombstone down
 	// every level.
 	single bool
+	// blind: no write function reads the key back (see wtx.put).
+	blind bool
 }
 
 func (w *wtx) get(key []byte) ([]byte, bool, error) {
@@ -78,6 +80,15 @@ func (w *wtx) set(key, val []byte) {
 	o := op{key: key, val: val}
 	w.mine[string(key)] = o
 	w.ops = append(w.ops, o)
+}
+
+// put writes a key that no write function reads back: inbox entries and
+// conversation listings are found by range scans of applied batches and
+// through the committer's caches. It skips the per-key maps that let a
+// write read its batch's earlier writes, which a message to a 100-member
+// group would otherwise fill with two hundred keys.
+func (w *wtx) put(key, val []byte) {
+	w.ops = append(w.ops, op{key: key, val: val, blind: true})
 }
 
 func (w *wtx) del(key []byte) {
@@ -121,10 +132,10 @@ func (w *wtx) deliver(uid core.ID, c conv, ref []byte) (uint64, error) {
 		w.heads = make(map[core.ID]uint64, 2)
 	}
 	w.heads[uid] = seq
-	w.set(inboxKey(uid, seq), ref)
+	w.put(inboxKey(uid, seq), ref)
 	uc := userConv{uid, c}
 	if _, ok := w.s.convs[uc]; !ok {
-		w.set(convKey(uid, c), nil)
+		w.put(convKey(uid, c), nil)
 		w.convs = append(w.convs, uc)
 	}
 	w.ds = append(w.ds, core.Delivery{UserID: uid, Seq: seq})
@@ -146,15 +157,11 @@ type writeReq struct {
 // write runs fn in the next batch and returns once its writes are durable.
 func (s *Store) write(ctx context.Context, size int, fn func(*wtx) error) error {
 	req := &writeReq{fn: fn, done: make(chan error, 1), size: size}
-	if err := s.reqs.Put(ctx, req); err != nil {
-		if errors.Is(err, writeq.ErrClosed) {
-			return core.ErrUnavailable
-		}
-		return err
+	err := s.reqs.Do(ctx, req, req.done)
+	if errors.Is(err, writeq.ErrClosed) {
+		return core.ErrUnavailable
 	}
-	// Once queued, wait for the outcome even if ctx ends: the write may
-	// already be durable, and the caller must not be told otherwise.
-	return <-req.done
+	return err
 }
 
 // stored is a message a batch stored and who got it.
@@ -245,7 +252,9 @@ func (s *Store) add(b *batch, r *writeReq) {
 		} else {
 			_ = b.pb.Set(o.key, o.val, nil)
 		}
-		b.overlay[string(o.key)] = o
+		if !o.blind {
+			b.overlay[string(o.key)] = o
+		}
 	}
 	for u, h := range w.heads {
 		s.heads[u] = h

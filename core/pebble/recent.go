@@ -3,6 +3,7 @@ package pebble
 import (
 	"encoding/json"
 	"sync"
+	"unsafe"
 
 	"github.com/chatgate/chatgate/core"
 )
@@ -30,9 +31,12 @@ type recent struct {
 const ringLen = 16
 
 type ring struct {
-	first uint64 // seq of entries[0]
-	evs   []json.RawMessage
+	first uint64                   // seq of the oldest entry held
+	n     int                      // entries held
+	evs   [ringLen]json.RawMessage // seq s at evs[s%ringLen]
 }
+
+func (rg *ring) last() uint64 { return rg.first + uint64(rg.n) - 1 }
 
 func newRecent(budget int) *recent {
 	return &recent{users: make(map[core.ID]*ring), budget: budget}
@@ -46,25 +50,27 @@ func (r *recent) add(ds []core.Delivery, raw json.RawMessage) {
 		clear(r.users)
 		r.bytes = 0
 	}
-	r.bytes += len(raw) + 16 // the message once (recipients share it) and a slot each
+	r.bytes += len(raw) // the message once: its recipients share it
 	for _, d := range ds {
 		rg := r.users[d.UserID]
-		if rg == nil || rg.first+uint64(len(rg.evs)) != d.Seq {
-			if rg != nil {
-				r.bytes -= 16 * len(rg.evs)
+		if rg == nil || rg.last()+1 != d.Seq {
+			if rg == nil {
+				r.bytes += ringBytes
 			}
 			rg = &ring{first: d.Seq}
 			r.users[d.UserID] = rg
 		}
-		if len(rg.evs) == ringLen {
-			rg.evs = append(rg.evs[:0:0], rg.evs[1:]...)
+		rg.evs[d.Seq%ringLen] = raw
+		if rg.n == ringLen {
 			rg.first++
 		} else {
-			r.bytes += 16
+			rg.n++
 		}
-		rg.evs = append(rg.evs, raw)
 	}
 }
+
+// ringBytes is what a ring costs besides the messages it points to.
+const ringBytes = int(unsafe.Sizeof(ring{})) + 48
 
 // head returns uid's durable inbox head if a ring knows it.
 func (r *recent) head(uid core.ID) (uint64, bool) {
@@ -74,7 +80,7 @@ func (r *recent) head(uid core.ID) (uint64, bool) {
 	if rg == nil {
 		return 0, false
 	}
-	return rg.first + uint64(len(rg.evs)) - 1, true
+	return rg.last(), true
 }
 
 // inbox answers Inbox(uid, after, limit, maxBytes) if the ring holds every
@@ -88,8 +94,8 @@ func (r *recent) inbox(uid core.ID, after uint64, limit, maxBytes int) ([]core.I
 	}
 	var out []core.InboxEntry
 	size := 0
-	for seq := after + 1; seq < rg.first+uint64(len(rg.evs)) && len(out) < limit && size < maxBytes; seq++ {
-		raw := rg.evs[seq-rg.first]
+	for seq := after + 1; seq <= rg.last() && len(out) < limit && size < maxBytes; seq++ {
+		raw := rg.evs[seq%ringLen]
 		out = append(out, core.InboxEntry{Seq: seq, Message: raw})
 		size += len(raw)
 	}

@@ -28,6 +28,17 @@ func New[R any](capacity int) *Queue[R] {
 	return &Queue[R]{ch: make(chan R, capacity), closing: make(chan struct{})}
 }
 
+// Do queues r and then waits for the committer's answer on done. Once r
+// is queued it waits even if ctx ends: the write may already be durable,
+// and the caller must not be told otherwise. Before that, it returns
+// ErrClosed after Close, or ctx's error.
+func (q *Queue[R]) Do(ctx context.Context, r R, done <-chan error) error {
+	if err := q.Put(ctx, r); err != nil {
+		return err
+	}
+	return <-done
+}
+
 // Put queues r, waiting while the queue is full; it returns ErrClosed
 // after Close, or ctx's error if ctx ends first (r is then not queued).
 func (q *Queue[R]) Put(ctx context.Context, r R) error {

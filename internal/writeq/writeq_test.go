@@ -2,6 +2,7 @@ package writeq
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -56,4 +57,19 @@ func TestCloseWaitsOutPutters(t *testing.T) {
 	cancel()
 	full := New[int](0)
 	require.ErrorIs(t, full.Put(ctx, 1), context.Canceled)
+}
+
+// Do answers with what the committer sends back, and refuses once closed.
+func TestDoWaitsForTheAnswer(t *testing.T) {
+	q := New[chan error](1)
+	go func() {
+		for done := range q.C() {
+			done <- errors.New("from the committer")
+		}
+	}()
+	done := make(chan error, 1)
+	require.EqualError(t, q.Do(context.Background(), done, done), "from the committer")
+	q.Close()
+	require.ErrorIs(t, q.Do(context.Background(), done, done), ErrClosed)
+	close(q.ch)
 }
