@@ -25,6 +25,11 @@ type PresenceEngine struct {
 	// gone holds users who went offline and whose offline record the
 	// store may not have yet, so readers never see a stale last_active_at.
 	gone map[ID]Presence
+	// forgotten holds devices that logged out, until the window ends: a
+	// logged-out device's stream or held poll ends after the logout, and
+	// its disconnect, or a request authenticated just before the logout,
+	// must not bring the user back online.
+	forgotten map[ID]time.Time
 
 	changes chan PresenceChange
 }
@@ -46,6 +51,7 @@ func NewPresenceEngine(offlineAfter time.Duration) *PresenceEngine {
 		now:          time.Now,
 		users:        make(map[ID]*userActivity),
 		gone:         make(map[ID]Presence),
+		forgotten:    make(map[ID]time.Time),
 		changes:      make(chan PresenceChange, 1<<16),
 	}
 }
@@ -68,6 +74,10 @@ func (p *PresenceEngine) Disconnect(uid, did ID) { p.update(uid, did, -1) }
 func (p *PresenceEngine) update(uid, did ID, conns int) {
 	now := p.now()
 	p.mu.Lock()
+	if _, gone := p.forgotten[did]; gone {
+		p.mu.Unlock()
+		return
+	}
 	u := p.users[uid]
 	wentOnline := u == nil
 	if wentOnline {
@@ -116,6 +126,7 @@ func (p *PresenceEngine) Stored(uid ID, pr Presence) {
 func (p *PresenceEngine) Forget(uid, did ID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.forgotten[did] = p.now()
 	u := p.users[uid]
 	if u == nil {
 		return
@@ -169,6 +180,12 @@ func (p *PresenceEngine) Sweep() {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for did, at := range p.forgotten {
+		// Long enough for a long poll held at the logout to end.
+		if now.Sub(at) >= p.offlineAfter+MaxPollWait {
+			delete(p.forgotten, did)
+		}
+	}
 	for uid, u := range p.users {
 		var last time.Time
 		for did, d := range u.devices {

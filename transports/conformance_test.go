@@ -35,6 +35,7 @@ var conformanceScenarios = []struct {
 	{"message stored while the backlog is read", scenarioBacklogRace},
 	{"switching transport mid-conversation", scenarioSwitch},
 	{"presence online and offline", scenarioPresence},
+	{"logout while connected: offline, and stays offline", scenarioLogoutWhileConnected},
 	{"typing", scenarioTyping},
 	{"auth failure", scenarioAuthFailure},
 	{"over-long message refused, connection usable", scenarioOverLong},
@@ -371,4 +372,50 @@ func scenarioCursorAhead(h *harness) {
 	send(h.t, a, b.UserID(), "three")
 	requireSeqs(h.t, rb.messages(1), 3, "three")
 	require.EqualValues(h.t, 3, rb.conn.Cursor())
+}
+
+// scenarioLogoutWhileConnected: the last device logs out while its own
+// stream (or held poll) is still open. Friends see offline once; the
+// connection's end that follows the logout must not bring the user back.
+func scenarioLogoutWhileConnected(h *harness) {
+	a, b := h.user("lo_a"), h.user("lo_b")
+	for _, p := range [][2]*client.Client{{a, b}, {b, a}} {
+		var out struct{}
+		require.NoError(h.t, p[0].Do(context.Background(), "PUT", "/v1/friends/"+p[1].UserID(), nil, &out))
+	}
+	aID := a.UserID()
+	ra := h.connect(a, h.tr, 0)
+	rb := h.connect(b, h.tr, 0)
+	require.NoError(h.t, a.Logout(context.Background()))
+	rb.waitFor("offline presence", func(e client.Event) bool {
+		return e.Type == client.EventPresence && e.UserID == aID && e.Status == "offline"
+	})
+	// The logged-out connection ends (its reconnect is refused).
+	select {
+	case <-ra.conn.Done():
+	case <-time.After(20 * time.Second):
+		h.t.Fatalf("%s: the logged-out device's connection did not end", h.tr)
+	}
+	// Bounded negative check: the bug brought "online" back ~1 ms after
+	// the stream ended.
+	deadline := time.After(500 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case e := <-rb.events:
+			if e.Type == client.EventPresence && e.UserID == aID {
+				h.t.Fatalf("%s: presence %s after the last logout", h.tr, e.Status)
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	var fl struct {
+		Friends []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"friends"`
+	}
+	require.NoError(h.t, b.Do(context.Background(), "GET", "/v1/friends", nil, &fl))
+	require.Len(h.t, fl.Friends, 1)
+	require.Equal(h.t, "offline", fl.Friends[0].Status, "GET /v1/friends after the last logout")
 }
