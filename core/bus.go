@@ -72,3 +72,26 @@ func (b *LocalBus) Subscribe(uid ID, fn func(Event)) func() {
 		})
 	}
 }
+
+// PublishAll delivers ev to every subscriber of this bus (a cluster bus
+// adapter uses it for ResyncEvent).
+func (b *LocalBus) PublishAll(ev Event) {
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.RLock()
+		for _, m := range sh.subs {
+			for s := range m {
+				s.fn(ev)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// HasSubscribers reports whether uid has a subscriber on this bus.
+func (b *LocalBus) HasSubscribers(uid ID) bool {
+	sh := b.shard(uid)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return len(sh.subs[uid]) > 0
+}

@@ -30,7 +30,11 @@ type Service struct {
 	ids      *Snowflake
 	log      *slog.Logger
 	presence *PresenceEngine
-	pusher   *pusher
+	// view answers "is this user online" for the whole deployment: the
+	// engine itself on a single node, the cluster view on a cluster.
+	view    presenceView
+	cluster *clusterPresence // nil on a single node
+	pusher  *pusher
 
 	mbMu      sync.Mutex
 	mailboxes map[ID]*mailbox // polling devices, by device id
@@ -43,8 +47,18 @@ type Service struct {
 	wg     sync.WaitGroup
 }
 
+// presenceView is what the service asks of presence besides recording
+// activity.
+type presenceView interface {
+	Online(uid ID) bool
+	Snapshot(uid ID) (Presence, bool)
+	Stored(uid ID, p Presence)
+}
+
 // New starts a Service. It owns three goroutines (presence sweep, presence
-// fan-out, push outbox) which Close stops.
+// fan-out, push outbox), and a fourth on a cluster (the cluster presence
+// view), which Close stops. A bus that is a ClusterBus makes it a node of
+// a cluster.
 func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, log *slog.Logger) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
@@ -55,6 +69,13 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 		draining:  make(chan struct{}),
 		cancel:    cancel,
 	}
+	s.view = s.presence
+	if cb, ok := bus.(ClusterBus); ok {
+		s.cluster = newClusterPresence(s.presence, cb, cfg.OfflineAfter, log)
+		s.view = s.cluster
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.cluster.run(ctx) }()
+	}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sweepLoop(ctx) }()
 	go func() { defer s.wg.Done(); s.presenceLoop(ctx) }()
@@ -63,10 +84,17 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 }
 
 // Close stops the background work. Online users are stored as offline with
-// their last activity, since nobody will be connected to this node after it.
+// their last activity, since nobody will be connected to this node after
+// it (unless, on a cluster, they are active on another node).
 func (s *Service) Close() {
+	if s.cluster != nil {
+		s.cluster.leave()
+	}
 	for _, uid := range s.presence.OnlineUsers() {
 		if p, ok := s.presence.Snapshot(uid); ok && p.Status == Online {
+			if s.cluster != nil && s.cluster.onlineElsewhere(uid) {
+				continue
+			}
 			p.Status = Offline
 			if err := s.store.SavePresence(context.Background(), uid, p); err != nil {
 				s.log.Warn("store presence at shutdown", "user", uid, "err", err)
@@ -111,25 +139,32 @@ func (s *Service) sweepLoop(ctx context.Context) {
 // presenceLoop stores status changes and publishes them to mutual friends,
 // one channel per friendship as the design prescribes. Changes waiting
 // together are coalesced per user and stored concurrently, so they share
-// the store's group commit.
+// the store's group commit. On a cluster every node sees every change
+// (see clusterPresence) and tells only the friends connected to it.
 func (s *Service) presenceLoop(ctx context.Context) {
+	changes := s.presenceChanges(ctx)
+	publish := s.bus.Publish
+	if s.cluster != nil {
+		publish = s.cluster.bus.PublishLocal
+	}
 	for {
-		var first PresenceChange
+		var first clusterChange
 		select {
 		case <-ctx.Done():
 			return
-		case first = <-s.presence.Changes():
+		case first = <-changes:
 		}
-		latest := map[ID]Presence{first.UserID: first.Presence}
+		latest := map[ID]clusterChange{first.UserID: first}
 		order := []ID{first.UserID}
 	drain:
 		for len(order) < 1024 {
 			select {
-			case c := <-s.presence.Changes():
+			case c := <-changes:
 				if _, seen := latest[c.UserID]; !seen {
 					order = append(order, c.UserID)
 				}
-				latest[c.UserID] = c.Presence
+				c.store = c.store || latest[c.UserID].store
+				latest[c.UserID] = c
 			default:
 				break drain
 			}
@@ -137,27 +172,54 @@ func (s *Service) presenceLoop(ctx context.Context) {
 		var wg sync.WaitGroup
 		for _, uid := range order {
 			wg.Add(1)
-			go func(uid ID, p Presence) {
+			go func(uid ID, c clusterChange) {
 				defer wg.Done()
-				if err := s.store.SavePresence(ctx, uid, p); err != nil {
-					if ctx.Err() == nil {
-						s.log.Error("store presence", "user", uid, "err", err)
+				if c.store {
+					if err := s.store.SavePresence(ctx, uid, c.Presence); err != nil {
+						if ctx.Err() == nil {
+							s.log.Error("store presence", "user", uid, "err", err)
+						}
+					} else {
+						s.view.Stored(uid, c.Presence)
 					}
-				} else {
-					s.presence.Stored(uid, p)
 				}
 				friends, _, _, err := s.store.FriendEdges(ctx, uid)
 				if err != nil {
 					return
 				}
-				ev := PresenceEvent(uid, p)
+				ev := PresenceEvent(uid, c.Presence)
 				for _, f := range friends {
-					s.bus.Publish(f, ev)
+					publish(f, ev)
 				}
 			}(uid, latest[uid])
 		}
 		wg.Wait()
 	}
+}
+
+// presenceChanges is where the status changes the loop acts on come from.
+func (s *Service) presenceChanges(ctx context.Context) <-chan clusterChange {
+	if s.cluster != nil {
+		return s.cluster.changes
+	}
+	out := make(chan clusterChange)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case c := <-s.presence.Changes():
+				select {
+				case out <- clusterChange{c, true}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 // ---- accounts ----
@@ -339,7 +401,7 @@ func (s *Service) presenceOf(ctx context.Context, ids []ID) (map[ID]Presence, er
 		return nil, err
 	}
 	for _, id := range ids {
-		if p, ok := s.presence.Snapshot(id); ok {
+		if p, ok := s.view.Snapshot(id); ok {
 			stored[id] = p
 		} else if p := stored[id]; p.Status == Online {
 			// Stored as online by a node that died: nobody is active now.
@@ -518,7 +580,7 @@ func (s *Service) Send(ctx context.Context, se Session, in SendInput) (SendResul
 	}
 	req := SendRequest{
 		From: se.UserID, Content: in.Content, ClientMsgID: in.ClientMsgID, CreatedAt: Now(),
-		NeedsPush: func(uid ID) bool { return !s.presence.Online(uid) },
+		NeedsPush: func(uid ID) bool { return !s.view.Online(uid) },
 	}
 	if in.To != nil {
 		req.To = *in.To
@@ -616,4 +678,29 @@ func (s *Service) MarkRead(ctx context.Context, se Session, conv string, msg ID)
 		return ErrConvNotFound
 	}
 	return s.store.MarkRead(ctx, se.UserID, conv, msg)
+}
+
+// ErrNotReady is what Ready reports for a node that has lost its store or
+// its bus.
+var ErrNotReady = Errorf(KindUnavailable, "not_ready", "the node cannot serve now")
+
+// Ready reports whether the node should be given clients: it is not
+// draining, its store answers (a store that can be unreachable has a Ping
+// method) and, on a cluster, its bus is connected (a Connected method).
+// Consul's health check and load balancers ask it through /readyz.
+func (s *Service) Ready(ctx context.Context) error {
+	select {
+	case <-s.draining:
+		return ErrDraining
+	default:
+	}
+	if p, ok := s.store.(interface{ Ping(context.Context) error }); ok {
+		if err := p.Ping(ctx); err != nil {
+			return Errorf(KindUnavailable, "store_unreachable", "the store does not answer: %v", err)
+		}
+	}
+	if b, ok := s.bus.(interface{ Connected() bool }); ok && !b.Connected() {
+		return Errorf(KindUnavailable, "bus_unreachable", "the cluster bus is not connected")
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"strconv"
 )
 
@@ -154,4 +156,47 @@ func AppendEvents(b []byte, evs []Event) []byte {
 		b = e.AppendTo(b)
 	}
 	return append(b, ']')
+}
+
+// AppendWire appends the event in the form a cluster bus carries between
+// nodes (internal events included): a kind byte, the seq, the type and the
+// JSON. ParseWire reads it back.
+func (e Event) AppendWire(b []byte) []byte {
+	kind, body := byte('d'), e.data
+	if e.msg != nil {
+		kind, body = 'm', e.msg
+	}
+	b = append(b, kind)
+	b = binary.AppendUvarint(b, e.Seq)
+	b = binary.AppendUvarint(b, uint64(len(e.Type)))
+	b = append(b, e.Type...)
+	return append(b, body...)
+}
+
+// ParseWire decodes what AppendWire wrote. The event keeps b: the caller
+// must not reuse it.
+func ParseWire(b []byte) (Event, error) {
+	if len(b) < 1 || (b[0] != 'd' && b[0] != 'm') {
+		return Event{}, errors.New("bus event: bad kind")
+	}
+	kind := b[0]
+	b = b[1:]
+	seq, n := binary.Uvarint(b)
+	if n <= 0 {
+		return Event{}, errors.New("bus event: bad seq")
+	}
+	b = b[n:]
+	tl, n := binary.Uvarint(b)
+	if n <= 0 || tl > uint64(len(b)-n) {
+		return Event{}, errors.New("bus event: bad type")
+	}
+	b = b[n:]
+	e := Event{Type: string(b[:tl]), Seq: seq}
+	body := b[tl:]
+	if kind == 'm' {
+		e.msg = json.RawMessage(body)
+	} else {
+		e.data = body
+	}
+	return e, nil
 }

@@ -58,3 +58,21 @@ func TestAppendJSONString(t *testing.T) {
 		require.JSONEq(t, string(sampleMessage), string(sent.Message))
 	}
 }
+
+func TestWireRoundTrip(t *testing.T) {
+	for _, e := range []core.Event{
+		core.MessageEvent(12345, json.RawMessage(`{"id":"1","content":"é"}`)),
+		core.TypingEvent("c", 7),
+		core.ResyncEvent(),
+	} {
+		got, err := core.ParseWire(e.AppendWire(nil))
+		require.NoError(t, err)
+		require.Equal(t, e.Type, got.Type)
+		require.Equal(t, e.Seq, got.Seq)
+		require.Equal(t, string(e.Data()), string(got.Data()))
+	}
+	for _, bad := range []string{"", "x", "m", "d\x01", "d\x00\x09ab"} {
+		_, err := core.ParseWire([]byte(bad))
+		require.Error(t, err, "%q", bad)
+	}
+}

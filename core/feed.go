@@ -137,6 +137,8 @@ func (st *Stream) next(ctx context.Context, limit int) ([]Event, error) {
 				if string(e.data) == st.se.DeviceID.String() {
 					return nil, ErrUnauthorized
 				}
+			case e.Type == eventResync:
+				st.catch = true
 			case !e.Durable():
 				out = append(out, e)
 			case e.Seq <= st.cursor || st.catch:
@@ -239,7 +241,7 @@ func (m *mailbox) push(e Event) {
 	if e.Type == eventRevoke {
 		return
 	}
-	if e.Durable() {
+	if e.Durable() || e.Type == eventResync {
 		m.q.wake()
 		return
 	}

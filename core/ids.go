@@ -72,6 +72,7 @@ type Snowflake struct {
 	lastMS uint64
 	seq    uint64
 	now    func() time.Time
+	fenced bool
 }
 
 // NewSnowflake returns a generator for node (0..MaxNodeID).
@@ -86,6 +87,12 @@ func NewSnowflake(node int) (*Snowflake, error) {
 func (s *Snowflake) Next() ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fenced {
+		// The node id may belong to another node now: never mint again.
+		// The caller waits forever; the process is on its way out.
+		s.mu.Unlock()
+		select {}
+	}
 	ms := uint64(s.now().Sub(Epoch).Milliseconds())
 	if ms <= s.lastMS {
 		// Same millisecond, or the clock went backwards: stay on lastMS.
@@ -100,6 +107,25 @@ func (s *Snowflake) Next() ID {
 	}
 	return ID(s.lastMS<<(nodeBits+seqBits) | s.node<<seqBits | s.seq)
 }
+
+// Fence stops the generator for good: every later Next blocks. A node
+// calls it when it can no longer be sure it holds its node id (a lost
+// Consul lock), before anyone else could take the id.
+func (s *Snowflake) Fence() {
+	s.mu.Lock()
+	s.fenced = true
+	s.mu.Unlock()
+}
+
+// SetClock replaces the wall clock (tests inject skew through it).
+func (s *Snowflake) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	s.now = now
+	s.mu.Unlock()
+}
+
+// Node is the generator's node id.
+func (s *Snowflake) Node() int { return int(s.node) }
 
 // Observe makes the generator issue only ids above id; a store calls it at
 // start so a restarted node with a slow clock never reissues an id.

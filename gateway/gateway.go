@@ -4,11 +4,13 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -77,6 +79,7 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 		a.GET(strings.TrimPrefix(ep.Path, "/v1"), g.mount(ep.Handler))
 	}
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", g.readyz)
 	return g
 }
 
@@ -154,6 +157,17 @@ func queryLimit(c echo.Context) (int, error) {
 }
 
 // ---- handlers ----
+
+// readyz answers 200 while the node serves and 503 (with the reason) while
+// it drains or has lost its store or bus; Consul's check calls it.
+func (g *Gateway) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := g.svc.Ready(ctx); err != nil {
+		return err
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
 
 func (g *Gateway) negotiate(c echo.Context) error {
 	srv, err := g.disc.Recommend(c.Request().Context(), c.Request())

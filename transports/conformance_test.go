@@ -46,23 +46,42 @@ var conformanceScenarios = []struct {
 func TestConformance(t *testing.T) {
 	for i, tr := range conformanceTransports {
 		t.Run(tr, func(t *testing.T) {
-			n := testkit.Start(t, testkit.WithOfflineAfter(1500*time.Millisecond),
-				testkit.WithStreamTimeouts(time.Second, time.Second))
-			for _, sc := range conformanceScenarios {
-				t.Run(sc.name, func(t *testing.T) {
-					h := &harness{t: t, n: n, tr: tr, next: conformanceTransports[(i+1)%len(conformanceTransports)]}
-					sc.run(h)
-				})
-			}
+			n := testkit.Start(t, conformanceNodeOptions()...)
+			runConformance(t, []*testkit.Node{n}, tr, conformanceTransports[(i+1)%len(conformanceTransports)])
+		})
+	}
+}
+
+func conformanceNodeOptions() []testkit.Option {
+	return []testkit.Option{testkit.WithOfflineAfter(1500 * time.Millisecond),
+		testkit.WithStreamTimeouts(time.Second, time.Second)}
+}
+
+// runConformance runs every scenario; with several nodes, each new user
+// signs up on the next node, so the two sides of a scenario sit on
+// different nodes.
+func runConformance(t *testing.T, nodes []*testkit.Node, tr, next string) {
+	for _, sc := range conformanceScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			h := &harness{t: t, nodes: nodes, tr: tr, next: next}
+			sc.run(h)
 		})
 	}
 }
 
 type harness struct {
-	t    *testing.T
-	n    *testkit.Node
-	tr   string // transport under test
-	next string // another transport, for switching
+	t     *testing.T
+	nodes []*testkit.Node
+	turn  int
+	tr    string // transport under test
+	next  string // another transport, for switching
+}
+
+// url is the base URL of the next node in turn.
+func (h *harness) url() string {
+	n := h.nodes[h.turn%len(h.nodes)]
+	h.turn++
+	return n.URL()
 }
 
 var userN sync.Mutex
@@ -70,7 +89,7 @@ var userN sync.Mutex
 // user signs up a new user through the Go client.
 func (h *harness) user(prefix string) *client.Client {
 	h.t.Helper()
-	c := client.New(h.n.URL(), client.WithBackoff(20*time.Millisecond, 200*time.Millisecond))
+	c := client.New(h.url(), client.WithBackoff(20*time.Millisecond, 200*time.Millisecond))
 	_, err := c.Signup(context.Background(), client.SignupInput{Username: testkit.UniqueName(prefix), Password: "correct horse"})
 	require.NoError(h.t, err)
 	h.t.Cleanup(c.CloseIdleConnections)
@@ -286,7 +305,7 @@ func scenarioPresence(h *harness) {
 	rb.waitFor("offline presence", func(e client.Event) bool {
 		return e.Type == client.EventPresence && e.UserID == a.UserID() && e.Status == "offline"
 	})
-	a2 := client.New(h.n.URL())
+	a2 := client.New(h.url())
 	defer a2.CloseIdleConnections()
 	user := h.usernameOf(b, a.UserID())
 	_, err := a2.Login(context.Background(), user, "correct horse", "second")
@@ -315,7 +334,7 @@ func scenarioTyping(h *harness) {
 }
 
 func scenarioAuthFailure(h *harness) {
-	c := client.New(h.n.URL(), client.WithToken("not-a-token", "1"))
+	c := client.New(h.url(), client.WithToken("not-a-token", "1"))
 	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -52,7 +52,7 @@ func TestFallbackThroughProxy(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := proxy(t, n, tc.noUpgrade, tc.noSSE)
-			h := &harness{t: t, n: n, tr: tc.want}
+			h := &harness{t: t, nodes: []*testkit.Node{n}, tr: tc.want}
 			a := h.user("fb_a")
 			// b reaches the server only through the proxy.
 			b := client.New(p.URL, client.WithBackoff(20*time.Millisecond, 200*time.Millisecond))

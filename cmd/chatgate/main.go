@@ -11,6 +11,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,8 +32,14 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address HOST:PORT")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory: chatgate.db (accounts, friends, groups) and history/ (messages)")
 	fs.IntVar(&cfg.CacheMB, "cache-mb", 64, "memory for caching history read from disk, MiB")
-	fs.IntVar(&cfg.NodeID, "node-id", cfg.NodeID, "snowflake node id, 0..1023, unique per node")
-	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients are told to use (default: the URL they used)")
+	fs.Var(nodeIDFlag{&cfg}, "node-id", "snowflake node id, 0..1023, unique per node; auto: take a free one from Consul")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients are told to use (default: the URL they used; with -consul: this node's address)")
+	fs.StringVar(&cfg.Store, "store", "", "postgres://… for a cluster's shared store (default: the embedded store in -data)")
+	fs.StringVar(&cfg.Bus, "bus", "", "nats://… to reach the cluster's other nodes (default: in-process, a single node)")
+	fs.StringVar(&cfg.Consul, "consul", "", "Consul agent HOST:PORT for discovery and node ids (default: static single-node discovery)")
+	fs.StringVar(&cfg.Zone, "zone", "", "this node's zone: negotiation recommends nodes in the client's zone first")
+	fs.DurationVar(&cfg.CheckInterval, "check-interval", 5*time.Second, "how often Consul checks this node's /readyz")
+	fs.StringVar(&cfg.CheckURL, "check-url", "", "the URL of this node's /readyz as the Consul agent reaches it (default: -public-url + /readyz)")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "heartbeat interval clients are told to keep")
 	fs.DurationVar(&cfg.OfflineAfter, "offline-after", cfg.OfflineAfter, "a user is offline after this long without activity")
 	fs.StringVar(&cfg.PushWebhook, "push-webhook", "", "URL to POST push notifications to (default: log them)")
@@ -78,7 +85,13 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-n.Failed():
+		// No graceful shutdown: the node must not go on, and waiting for
+		// in-flight requests that need new ids would hang.
+		return err
+	}
 	stop()
 	cfg.Logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
@@ -108,4 +121,30 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 		}
 	})
 	return err
+}
+
+// nodeIDFlag is -node-id: a number, or "auto".
+type nodeIDFlag struct{ cfg *node.Config }
+
+func (f nodeIDFlag) String() string {
+	if f.cfg == nil {
+		return ""
+	}
+	if f.cfg.NodeIDAuto {
+		return "auto"
+	}
+	return strconv.Itoa(f.cfg.NodeID)
+}
+
+func (f nodeIDFlag) Set(v string) error {
+	if v == "auto" {
+		f.cfg.NodeIDAuto = true
+		return nil
+	}
+	id, err := strconv.Atoi(v)
+	if err != nil || id < 0 || id > 1023 {
+		return fmt.Errorf("want 0..1023 or auto, got %q", v)
+	}
+	f.cfg.NodeID, f.cfg.NodeIDAuto = id, false
+	return nil
 }

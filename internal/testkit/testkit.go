@@ -45,6 +45,36 @@ func WithStreamTimeouts(heartbeat, write time.Duration) Option {
 	return func(c *node.Config) { c.StreamHeartbeat, c.StreamWriteTimeout = heartbeat, write }
 }
 
+// WithCluster makes the node a cluster node: store is a postgres:// URL,
+// bus a nats:// URL, consul an agent's HOST:PORT; empty ones keep the
+// single-node default.
+func WithCluster(store, bus, consul string) Option {
+	return func(c *node.Config) { c.Store, c.Bus, c.Consul = store, bus, consul }
+}
+
+// WithNodeID sets the snowflake node id; -1 takes one from Consul.
+func WithNodeID(id int) Option {
+	return func(c *node.Config) {
+		if id < 0 {
+			c.NodeIDAuto = true
+			return
+		}
+		c.NodeID = id
+	}
+}
+
+// WithZone sets the node's discovery zone.
+func WithZone(z string) Option { return func(c *node.Config) { c.Zone = z } }
+
+// WithCheckInterval sets Consul's /readyz check interval.
+func WithCheckInterval(d time.Duration) Option { return func(c *node.Config) { c.CheckInterval = d } }
+
+// WithClock sets the id generator's clock (to skew it).
+func WithClock(now func() time.Time) Option { return func(c *node.Config) { c.Clock = now } }
+
+// WithAddr sets the listen address (to restart a node on the same port).
+func WithAddr(addr string) Option { return func(c *node.Config) { c.Addr = addr } }
+
 // WithDir uses dir as data directory (to restart on the same data).
 func WithDir(dir string) Option { return func(c *node.Config) { c.DataDir = dir } }
 
