@@ -29,6 +29,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,7 @@ var ErrNotLoggedIn = errors.New("chatgate: not logged in")
 type Client struct {
 	base           string
 	http           *http.Client
+	zone           string // sent to negotiate
 	dialer         *websocket.Dialer
 	log            *slog.Logger
 	requestTimeout time.Duration
@@ -81,6 +83,10 @@ func WithWebSocketDialer(d *websocket.Dialer) Option { return func(c *Client) { 
 func WithToken(token, userID string) Option {
 	return func(c *Client) { c.token, c.user.ID = token, userID }
 }
+
+// WithZone names the client's zone (region, data centre): negotiation
+// recommends a server in it first.
+func WithZone(zone string) Option { return func(c *Client) { c.zone = zone } }
 
 // WithLogger sets where the client logs reconnects and dropped events
 // (default: nowhere).
@@ -148,6 +154,13 @@ func (c *Client) UserID() string {
 	return c.user.ID
 }
 
+// User is the logged-in user's profile, as Signup or Login returned it.
+func (c *Client) User() User {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.user
+}
+
 // DeviceID is this device's id, known after Login or Signup.
 func (c *Client) DeviceID() string {
 	c.mu.RLock()
@@ -204,7 +217,11 @@ func (c *Client) Logout(ctx context.Context) error {
 // Negotiate asks which chat server and transports to use (no token needed).
 func (c *Client) Negotiate(ctx context.Context) (*Negotiation, error) {
 	var n negotiationJSON
-	if err := c.do(ctx, c.base, http.MethodGet, "/v1/negotiate", false, nil, &n); err != nil {
+	path := "/v1/negotiate"
+	if c.zone != "" {
+		path += "?zone=" + url.QueryEscape(c.zone)
+	}
+	if err := c.do(ctx, c.base, http.MethodGet, path, false, nil, &n); err != nil {
 		return nil, err
 	}
 	return &Negotiation{

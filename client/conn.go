@@ -237,6 +237,10 @@ func (cn *Conn) Close() error {
 	return nil
 }
 
+// Server is the base URL of the chat server the connection uses now; it
+// changes when a reconnect negotiates another one.
+func (cn *Conn) Server() string { return cn.serverURL() }
+
 func (cn *Conn) serverURL() string {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()

@@ -42,7 +42,9 @@ func (f *fixture) users(s core.Store, n int) []core.ID {
 		u := core.User{ID: f.ids.Next(), Username: fmt.Sprintf("user%d", f.n), DisplayName: "user", CreatedAt: core.Now()}
 		d := core.Device{ID: f.ids.Next(), UserID: u.ID, Name: "device", CreatedAt: core.Now()}
 		out[i] = u.ID
-		wg.Go(func() { errs[i] = s.CreateUser(f.ctx, core.UserRecord{User: u, PasswordHash: []byte("x")}, d, []byte(u.Username)) })
+		wg.Go(func() {
+			errs[i] = s.CreateUser(f.ctx, core.UserRecord{User: u, PasswordHash: []byte("x")}, d, []byte(u.Username))
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {

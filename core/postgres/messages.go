@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,49 +40,38 @@ func messageJSON(m *core.Message) json.RawMessage {
 	return m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
 }
 
-// inboxChunk is how many entries Inbox reads per query, so that a small
-// maxBytes does not fetch a whole page of large messages.
-const inboxChunk = 64
-
-// Inbox implements core.Messages.
+// Inbox implements core.Messages. The server stops sending once the
+// contents of the entries sent reach maxBytes (each entry's JSON is longer
+// than its content, so that is never too early); the exact cut, on the
+// JSON, is made here.
 func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, maxBytes int) ([]core.InboxEntry, error) {
 	if limit <= 0 || after >= math.MaxInt64 {
 		return nil, nil
 	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, `+strings.ReplaceAll(msgCols, "m.", "")+` FROM (
+			SELECT i.seq, `+msgCols+`, coalesce(sum(octet_length(m.content)) OVER (ORDER BY i.seq
+				ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+			FROM inbox i JOIN messages m ON m.conversation_id = i.conversation_id AND m.id = i.message_id
+			WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3) e
+		WHERE before < $4 ORDER BY seq`, i64(uid), int64(after), limit, maxBytes)
+	if err != nil {
+		return nil, s.fail("read inbox", err)
+	}
+	defer rows.Close()
 	var out []core.InboxEntry
 	size := 0
-	cursor := int64(after)
-	for len(out) < limit && size < maxBytes {
-		chunk := min(limit-len(out), inboxChunk)
-		rows, err := s.pool.Query(ctx, `SELECT i.seq, `+msgCols+` FROM inbox i
-			JOIN messages m ON m.conversation_id = i.conversation_id AND m.id = i.message_id
-			WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3`, i64(uid), cursor, chunk)
+	for size < maxBytes && rows.Next() {
+		var seq int64
+		m, err := scanMessage(rows, &seq)
 		if err != nil {
 			return nil, s.fail("read inbox", err)
 		}
-		n := 0
-		for rows.Next() && size < maxBytes {
-			var seq int64
-			m, err := scanMessage(rows, &seq)
-			if err != nil {
-				rows.Close()
-				return nil, s.fail("read inbox", err)
-			}
-			raw := messageJSON(&m)
-			out = append(out, core.InboxEntry{Seq: uint64(seq), Message: raw})
-			size += len(raw)
-			cursor = seq
-			n++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, s.fail("read inbox", err)
-		}
-		if n < chunk {
-			break
-		}
+		raw := messageJSON(&m)
+		out = append(out, core.InboxEntry{Seq: uint64(seq), Message: raw})
+		size += len(raw)
 	}
-	return out, nil
+	rows.Close()
+	return out, s.fail("read inbox", rows.Err())
 }
 
 // InboxHead implements core.Messages.

@@ -1,50 +1,50 @@
 package consul_test
 
 import (
-	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/chatgate/chatgate/internal/consultest"
 )
 
-func TestScratchLatency(t *testing.T) {
-	agent := consultest.Start(t)
-	c := agent.Client()
-	for i := 0; i < 4; i++ {
-		n := newFakeNode(t)
-		svc := "lat" + string(rune('a'+i))
-		d := newDiscovery(t, c, svc, "z")
-		start := time.Now()
-		register(t, c, svc, "x"+svc, "z", n)
-		var agentPass, catPass, discPass time.Duration
-		for time.Since(start) < 6*time.Second {
-			if agentPass == 0 {
-				ch, _ := c.Agent().ChecksWithFilter(`CheckID == "service:x` + svc + `"`)
-				if ch["service:x"+svc] != nil && ch["service:x"+svc].Status == "passing" {
-					agentPass = time.Since(start)
+func TestScratchWindows(t *testing.T) {
+	variant := os.Getenv("VARIANT")
+	for run := 0; run < 6; run++ {
+		t0 := time.Now()
+		agent := consultest.Start(t)
+		c := agent.Client()
+		ready := time.Since(t0)
+		var out []string
+		for i := 0; time.Since(t0) < 5*time.Second; i++ {
+			n := newFakeNode(t)
+			svc := fmt.Sprintf("r%di%d", run, i)
+			if variant == "health" {
+				c.Health().Service(svc, "", true, nil)
+			}
+			if variant == "catalog" {
+				c.Catalog().Service(svc, "", nil)
+			}
+			s := time.Now()
+			c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc, Name: svc, Check: &api.AgentServiceCheck{HTTP: n.URL() + "/readyz", Interval: "1s"}})
+			for {
+				cs, _, _ := c.Health().Checks(svc, &api.QueryOptions{UseCache: false})
+				if len(cs) > 0 && cs[0].Status == "passing" {
+					break
 				}
+				time.Sleep(5 * time.Millisecond)
 			}
-			if catPass == 0 {
-				e, _, _ := c.Health().Service(svc, "", true, nil)
-				if len(e) > 0 {
-					catPass = time.Since(start)
-				}
+			hits := n.readyzHits()
+			lag := time.Since(s) - hits[0].Sub(s)
+			if lag > 100*time.Millisecond {
+				out = append(out, fmt.Sprintf("lag %s at %s", lag.Round(time.Millisecond), hits[0].Sub(t0).Round(time.Millisecond)))
 			}
-			if discPass == 0 && len(d.Nodes()) > 0 {
-				discPass = time.Since(start)
-			}
-			if discPass > 0 && catPass > 0 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
+			c.Agent().ServiceDeregister(svc)
 		}
-		hits := n.readyzHits()
-		var first time.Duration
-		if len(hits) > 0 {
-			first = hits[0].Sub(start)
-		}
-		t.Logf("first hit %s agent passing %s health passing %s discovery %s", first, agentPass, catPass, discPass)
-		_ = context.Background()
+		t.Logf("ready at %s; %s", ready.Round(time.Millisecond), strings.Join(out, ", "))
+		agent.Stop()
 	}
 }

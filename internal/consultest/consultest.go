@@ -125,7 +125,7 @@ peering { enabled = false }
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-data-dir", dataDir,
 		"-config-file", cfgFile,
-		"-log-level", "warn",
+		"-log-level", "debug",
 	)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -158,11 +158,15 @@ peering { enabled = false }
 
 // waitReady polls until the agent has a leader, its node is registered and
 // its anti-entropy sync runs on demand. The last matters for tests that time
-// health changes: once a server is up the agent schedules a full sync after
-// a random stagger of up to 3 s, and until that has run it syncs nothing
-// to the catalogue, so a check turning passing or critical in the first
-// seconds would show only seconds later. A probe service registered and
-// deregistered through the agent shows the sync is done.
+// health changes. Winning the election makes the agent schedule a full sync
+// after a random stagger of up to 3 s, and while it waits for that it syncs
+// no change to the catalogue: a check turning passing or critical then shows
+// only seconds later. (Read in Consul 1.14's agent/ae: the "new leader"
+// event triggers SyncFull; syncChangesEventFn waits out the stagger before
+// anything else.) The trigger is taken as soon as the syncer is idle, so
+// the harness lets it go idle once the first sync is done, then waits for a
+// probe change to reach the catalogue: that returns when the delayed full
+// sync has run, or at once if it already had.
 func (a *Agent) waitReady() error {
 	c := a.Client()
 	deadline := time.Now().Add(startTimeout)
@@ -205,6 +209,7 @@ func (a *Agent) waitReady() error {
 	if err := wait("first anti-entropy sync", inCatalog); err != nil {
 		return err
 	}
+	time.Sleep(250 * time.Millisecond) // idle: the syncer takes the pending trigger
 	if err := c.Agent().ServiceDeregister(probe); err != nil {
 		return fmt.Errorf("deregister sync probe: %w", err)
 	}
