@@ -438,3 +438,98 @@ func TestClusterNegotiate(t *testing.T) {
 	require.Eventually(t, func() bool { return negotiate(t, b1.URL(), "a") == a1.URL() }, 20*time.Second, 20*time.Millisecond)
 	require.Less(t, time.Since(failed), 3*time.Second, "still recommended %v after its check failed", time.Since(failed))
 }
+
+// TestClusterThreeNodes: two devices of one user and a friend, each on its
+// own node, on every transport: every message, typing and presence change
+// reaches every device, live and on resume.
+func TestClusterThreeNodes(t *testing.T) {
+	env := clustertest.Start(t)
+	var nodes []*testkit.Node
+	for range 3 {
+		nodes = append(nodes, env.Node(t, testkit.WithOfflineAfter(offlineAfter)))
+	}
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			alice := signup(t, nodes[0].URL(), "tn_alice")
+			bob := signup(t, nodes[2].URL(), "tn_bob")
+			befriend(t, alice, bob)
+			alice2 := client.New(nodes[1].URL(), client.WithBackoff(50*time.Millisecond, 500*time.Millisecond))
+			_, err := alice2.Login(context.Background(), alice.User().Username, "correct horse", "phone")
+			require.NoError(t, err)
+			defer alice2.CloseIdleConnections()
+			ra1, ra2, rb := newRecorder(), newRecorder(), newRecorder()
+			pinned(t, alice, nodes[0].URL(), tr, ra1)
+			c2 := pinned(t, alice2, nodes[1].URL(), tr, ra2)
+			pinned(t, bob, nodes[2].URL(), tr, rb)
+
+			want := map[string]bool{}
+			m, err := bob.Send(context.Background(), client.SendInput{To: alice.UserID(), Content: "from bob"})
+			require.NoError(t, err)
+			want[m.ID] = true
+			m, err = alice.Send(context.Background(), client.SendInput{To: bob.UserID(), Content: "from alice"})
+			require.NoError(t, err)
+			want[m.ID] = true
+			for who, r := range map[string]*recorder{"alice@1": ra1, "alice@2": ra2, "bob@3": rb} {
+				require.Eventually(t, func() bool { return len(r.messages()) >= 2 }, 20*time.Second, 10*time.Millisecond, who)
+				requireExactlyOnce(t, who, r.messages(), want)
+			}
+			require.NoError(t, bob.Typing(context.Background(), m.ConversationID))
+			for who, r := range map[string]*recorder{"alice@1": ra1, "alice@2": ra2} {
+				r.waitFor(t, "typing on "+who, 20*time.Second, func(e client.Event) bool {
+					return e.Type == client.EventTyping && e.UserID == bob.UserID()
+				})
+			}
+
+			// Resume: alice's phone goes away, messages arrive, it comes
+			// back on another node with its cursor.
+			cursor := c2.Cursor()
+			c2.Close()
+			for i := range 5 {
+				m, err := bob.Send(context.Background(), client.SendInput{To: alice.UserID(), Content: fmt.Sprint("while away ", i)})
+				require.NoError(t, err)
+				want[m.ID] = true
+			}
+			r2 := newRecorder()
+			conn, err := alice2.Connect(context.Background(), client.ConnectOptions{
+				OnEvent: r2.on, Cursor: cursor, Transports: []string{tr}, PollInterval: 100 * time.Millisecond,
+				LongPollWait: 2 * time.Second, ConnectTimeout: 5 * time.Second,
+				Negotiation: &client.Negotiation{Server: nodes[2].URL(), Transports: []string{tr}, HeartbeatInterval: heartbeat},
+			})
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return len(r2.messages()) >= 5 }, 20*time.Second, 10*time.Millisecond)
+			require.Len(t, r2.messages(), 5)
+			for i, e := range r2.messages() {
+				require.Equal(t, cursor+uint64(i)+1, e.Seq)
+			}
+
+			// Presence: the last of alice's devices logs out, on another
+			// node than the first: bob sees offline once, then online once
+			// when she logs in again elsewhere.
+			conn.Close()
+			require.NoError(t, alice2.Logout(context.Background()))
+			require.NoError(t, alice.Logout(context.Background()))
+			rb.waitFor(t, "alice offline", 20*time.Second, func(e client.Event) bool {
+				return e.Type == client.EventPresence && e.UserID == alice.UserID() && e.Status == "offline"
+			})
+			alice3 := client.New(nodes[1].URL())
+			defer alice3.CloseIdleConnections()
+			_, err = alice3.Login(context.Background(), alice.User().Username, "correct horse", "tablet")
+			require.NoError(t, err)
+			rb.waitFor(t, "alice online", 20*time.Second, func(e client.Event) bool {
+				if e.Type == client.EventPresence && e.UserID == alice.UserID() && e.Status != "online" {
+					t.Fatalf("presence %s twice", e.Status)
+				}
+				return e.Type == client.EventPresence && e.UserID == alice.UserID()
+			})
+			// Exactly once each: nothing more about alice follows.
+			require.NoError(t, bob.Heartbeat(context.Background()))
+			select {
+			case e := <-rb.ch:
+				if e.Type == client.EventPresence && e.UserID == alice.UserID() {
+					t.Fatalf("extra presence %s", e.Status)
+				}
+			case <-time.After(500 * time.Millisecond):
+			}
+		})
+	}
+}
