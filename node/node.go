@@ -191,7 +191,17 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	gw := gateway.New(n.svc, disc, n.eps, log)
 	// The web client at / and /assets/*; /v1/* and /healthz stay the API's.
-	wh := echo.WrapHandler(web.Handler())
+	var nodes func() []string
+	if n.disc != nil {
+		nodes = func() []string {
+			var urls []string
+			for _, nd := range n.disc.Nodes() {
+				urls = append(urls, nd.URL)
+			}
+			return urls
+		}
+	}
+	wh := echo.WrapHandler(web.HandlerFor(nodes))
 	for _, p := range web.Paths {
 		gw.Echo().GET(p, wh)
 		gw.Echo().HEAD(p, wh)

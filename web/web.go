@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"sync"
@@ -34,6 +35,26 @@ var static embed.FS
 // in every browser.
 const CSP = "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; " +
 	"img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// policy is CSP with the nodes' origins (and their WebSocket twins) added
+// to connect-src.
+func policy(nodes func() []string) string {
+	if nodes == nil {
+		return CSP
+	}
+	var extra []string
+	for _, raw := range nodes() {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			continue
+		}
+		extra = append(extra, u.Scheme+"://"+u.Host)
+	}
+	if len(extra) == 0 {
+		return CSP
+	}
+	return strings.Replace(CSP, "connect-src 'self' ws: wss:", "connect-src 'self' ws: wss: "+strings.Join(extra, " "), 1)
+}
 
 type file struct {
 	name string
@@ -98,7 +119,12 @@ var Paths = []string{"/", "/assets/*"}
 
 // Handler serves the web client: index.html at "/" and the other files
 // under "/assets/". Other paths get 404.
-func Handler() http.Handler {
+func Handler() http.Handler { return HandlerFor(nil) }
+
+// HandlerFor is Handler for a node of a cluster: negotiation may send the
+// page to another node, so the policy's connect-src also names the origins
+// nodes() returns (the healthy nodes discovery knows, asked per request).
+func HandlerFor(nodes func() []string) http.Handler {
 	filesOnce.Do(load)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -115,7 +141,7 @@ func Handler() http.Handler {
 		h.Set("Content-Type", f.ctyp)
 		h.Set("Cache-Control", "no-cache")
 		h.Set("ETag", f.etag)
-		h.Set("Content-Security-Policy", CSP)
+		h.Set("Content-Security-Policy", policy(nodes))
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")

@@ -84,3 +84,16 @@ func TestNodeMountsWebClient(t *testing.T) {
 	resp, _ = get("/v1/negotiate")
 	require.Equal(t, "application/json", strings.Split(resp.Header.Get("Content-Type"), ";")[0])
 }
+
+// On a cluster the page may be sent to another node: its origin is in
+// connect-src, and junk from discovery is not.
+func TestHandlerForClusterNodes(t *testing.T) {
+	h := web.HandlerFor(func() []string {
+		return []string{"http://127.0.0.1:8082", "https://chat-3.example:443/", "javascript:alert(1)", "::"}
+	})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	csp := w.Header().Get("Content-Security-Policy")
+	require.Contains(t, csp, "connect-src 'self' ws: wss: http://127.0.0.1:8082 https://chat-3.example:443;")
+	require.NotContains(t, csp, "javascript")
+}
