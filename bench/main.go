@@ -73,6 +73,14 @@ type config struct {
 	prefill     int64
 	fillShare   float64
 	fillSenders int
+
+	// The cluster probe (cluster.go).
+	cluster        bool
+	nodes          []string
+	clusterPairs   int
+	clusterRates   []float64
+	clusterStep    time.Duration
+	clusterSenders int
 }
 
 func defaultCentrifugo() string {
@@ -116,6 +124,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.histWindow, "history-window", 10*time.Second, "history probe: sends/s are measured over the first and the last window of this length of each fill")
 	fs.Var(countFlag{&c.prefill}, "prefill", "protocol bench: store `N` messages on the node before measuring (1M, 500k), as the history probe fills")
 	fs.Float64Var(&c.fillShare, "fill-group-share", 0.1, "history probe and -prefill: share of the messages sent to a group (the users form groups of -group members)")
+	fs.BoolVar(&c.cluster, "cluster", false, "run the cluster probe instead: scripts/cluster up, measure sender on node 1 → receiver on node 2 and durable sends/s, scripts/cluster down; writes cluster.json and cluster.md")
+	nodes := fs.String("nodes", "", "run the cluster probe against these running nodes (`URL,URL,…`): sender on the first, receiver on the second; one URL measures a single node the same way")
+	fs.IntVar(&c.clusterPairs, "cluster-pairs", 100, "cluster probe: sender/receiver pairs")
+	crates := fs.String("cluster-rates", "100,500,1000,2000,3000,4000,6000", "cluster probe: 1:1 rates (msg/s), each held for -cluster-step")
+	fs.DurationVar(&c.clusterStep, "cluster-step", 10*time.Second, "cluster probe: length of each rate step and of the durable-sends run")
+	fs.IntVar(&c.clusterSenders, "cluster-senders", 256, "cluster probe: concurrent HTTP senders of the durable-sends run")
 	fs.IntVar(&c.fillSenders, "fill-senders", 128, "history probe and -prefill: concurrent keep-alive HTTP senders")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -166,6 +180,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	c.group = min(c.group, c.users)
 	c.groupSenders = min(10, c.group)
 	var err error
+	c.nodes = splitList(*nodes)
+	if c.clusterRates, err = rates(*crates); err != nil {
+		return c, fmt.Errorf("-cluster-rates: %w", err)
+	}
 	if c.latRates, err = rates(*lat); err != nil {
 		return c, fmt.Errorf("-rates: %w", err)
 	}
@@ -247,9 +265,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cfg.history > 0 {
+	switch {
+	case cfg.cluster || len(cfg.nodes) > 0:
+		err = runClusterProbe(ctx, cfg, os.Stdout, os.Stderr)
+	case cfg.history > 0:
 		err = runHistory(ctx, cfg, os.Stdout, os.Stderr)
-	} else {
+	default:
 		err = run(ctx, cfg, os.Stderr)
 	}
 	if err != nil {

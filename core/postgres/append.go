@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // Appends are group-committed. Append queues its request; each of the
 // store's committer goroutines takes the first waiting request and every
 // other one waiting behind it (up to Options.MaxBatch) and runs them all
-// in one transaction, three pipelined round trips and one commit:
+// in one transaction: one commit, and three pipelined round trips (two
+// when the batch names no group):
 //
 //  1. BEGIN; share-lock the batch's groups (FOR KEY SHARE, so membership
 //     cannot change under the batch) and read their members;
@@ -365,7 +367,14 @@ func (s *Store) decide(r *appendReq, heads map[core.ID]*head, members map[core.I
 
 	var newest int64
 	for _, u := range recipients {
-		newest = max(newest, heads[u].last)
+		h := heads[u]
+		if h == nil {
+			// A member without an inbox: users are never deleted, so
+			// this is damage, not a race; refuse rather than skip them.
+			r.err = fmt.Errorf("group %d member %d has no inbox head", req.GroupID, u)
+			return
+		}
+		newest = max(newest, h.last)
 	}
 	s.ids.Observe(core.ID(newest))
 	m := core.Message{

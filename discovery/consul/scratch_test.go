@@ -13,12 +13,25 @@ import (
 
 func TestScratchWindows(t *testing.T) {
 	variant := os.Getenv("VARIANT")
-	for run := 0; run < 6; run++ {
+	for run := 0; run < 8; run++ {
 		t0 := time.Now()
 		agent := consultest.Start(t)
 		c := agent.Client()
 		ready := time.Since(t0)
 		var out []string
+		if variant == "ttl" {
+			c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "ttlp", Name: "ttlp", Check: &api.AgentServiceCheck{CheckID: "ttlp", TTL: "30s"}})
+			s := time.Now()
+			c.Agent().UpdateTTL("ttlp", "", "pass")
+			for {
+				cs, _, _ := c.Health().Checks("ttlp", nil)
+				if len(cs) > 0 && cs[0].Status == "passing" {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			out = append(out, fmt.Sprintf("ttl probe lag %s", time.Since(s).Round(time.Millisecond)))
+		}
 		for i := 0; time.Since(t0) < 5*time.Second; i++ {
 			n := newFakeNode(t)
 			svc := fmt.Sprintf("r%di%d", run, i)

@@ -157,16 +157,16 @@ peering { enabled = false }
 }
 
 // waitReady polls until the agent has a leader, its node is registered and
-// its anti-entropy sync runs on demand. The last matters for tests that time
-// health changes. Winning the election makes the agent schedule a full sync
-// after a random stagger of up to 3 s, and while it waits for that it syncs
-// no change to the catalogue: a check turning passing or critical then shows
-// only seconds later. (Read in Consul 1.14's agent/ae: the "new leader"
-// event triggers SyncFull; syncChangesEventFn waits out the stagger before
-// anything else.) The trigger is taken as soon as the syncer is idle, so
-// the harness lets it go idle once the first sync is done, then waits for a
-// probe change to reach the catalogue: that returns when the delayed full
-// sync has run, or at once if it already had.
+// it syncs check results to the catalogue promptly. The last matters for
+// tests that time health changes. Consul 1.14's agent syncs changes made
+// through its HTTP API (registrations, TTL updates) at once, but the results
+// of its own check runs go through its anti-entropy loop, and winning the
+// election makes that loop wait a random stagger of up to 3 s before a full
+// sync, syncing nothing else meanwhile (agent/ae: the "new leader" event
+// triggers SyncFull; syncChangesEventFn waits out the stagger first). A
+// check turning passing or critical in the agent's first seconds would show
+// seconds late. So the harness registers a probe whose TTL check expires on
+// its own and waits until the catalogue shows that promptly.
 func (a *Agent) waitReady() error {
 	c := a.Client()
 	deadline := time.Now().Add(startTimeout)
@@ -184,7 +184,7 @@ func (a *Agent) waitReady() error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("consul agent on %s: %s not within %s (last error: %v)", a.addr, what, startTimeout, err)
 			}
-			time.Sleep(25 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	err := wait("leader and node registration", func() (bool, error) {
@@ -198,25 +198,41 @@ func (a *Agent) waitReady() error {
 	if err != nil {
 		return err
 	}
-	const probe = "consultest-sync-probe"
-	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: probe, Name: probe}); err != nil {
+	// The probe's TTL check turns critical on its own, which the loop must
+	// sync; two such results synced promptly in a row mean no stagger wait
+	// is running or pending (an idle loop takes a pending full sync at once,
+	// so a second one would be caught by the second probe).
+	const probe, ttl = "consultest-sync-probe", 150 * time.Millisecond
+	err = c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: probe, Name: probe,
+		Check: &api.AgentServiceCheck{CheckID: probe, TTL: ttl.String(), Status: api.HealthCritical},
+	})
+	if err != nil {
 		return fmt.Errorf("register sync probe: %w", err)
 	}
-	inCatalog := func() (bool, error) {
-		svcs, _, err := c.Catalog().Service(probe, "", nil)
-		return len(svcs) > 0, err
+	critical := func() (bool, error) {
+		checks, _, err := c.Health().Checks(probe, nil)
+		return err == nil && len(checks) == 1 && checks[0].Status == api.HealthCritical, err
 	}
-	if err := wait("first anti-entropy sync", inCatalog); err != nil {
-		return err
+	for prompt := 0; prompt < 2; {
+		// Passing through the API is synced at once; turning critical is not.
+		if err := c.Agent().PassTTL(probe, ""); err != nil {
+			return fmt.Errorf("pass sync probe: %w", err)
+		}
+		passed := time.Now()
+		if err := wait("sync of a check result", critical); err != nil {
+			return err
+		}
+		if time.Since(passed) < ttl+150*time.Millisecond {
+			prompt++
+		} else {
+			prompt = 0
+		}
 	}
-	time.Sleep(250 * time.Millisecond) // idle: the syncer takes the pending trigger
 	if err := c.Agent().ServiceDeregister(probe); err != nil {
 		return fmt.Errorf("deregister sync probe: %w", err)
 	}
-	return wait("sync of the probe's removal", func() (bool, error) {
-		ok, err := inCatalog()
-		return !ok && err == nil, err
-	})
+	return nil
 }
 
 // Addr is the HOST:PORT of the agent's HTTP API.
