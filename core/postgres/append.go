@@ -138,7 +138,7 @@ func (s *Store) answer(r *appendReq, batchErr error) {
 		r.done <- s.fail("append message", batchErr)
 		return
 	}
-	r.done <- r.err
+	r.done <- s.fail("append message", r.err)
 }
 
 // runBatch runs reqs in one transaction, again if the server asks for a
@@ -246,8 +246,10 @@ func (s *Store) tryBatch(ctx context.Context, reqs []*appendReq) (err error) {
 	// 2. Lock the heads of everyone the batch may write to, then read the
 	// client_msg_ids.
 	var users []int64
+	seen := map[core.ID]bool{}
 	add := func(u core.ID) {
-		if !slices.Contains(users, i64(u)) {
+		if !seen[u] {
+			seen[u] = true
 			users = append(users, i64(u))
 		}
 	}

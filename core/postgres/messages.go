@@ -36,6 +36,9 @@ func scanMessage(row pgx.Row, extra ...any) (core.Message, error) {
 	return m, nil
 }
 
+// inboxCols are msgCols as Inbox's subquery names them.
+var inboxCols = strings.ReplaceAll(msgCols, "m.", "")
+
 func messageJSON(m *core.Message) json.RawMessage {
 	return m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID)))
 }
@@ -48,7 +51,8 @@ func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, max
 	if limit <= 0 || after >= math.MaxInt64 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT seq, `+strings.ReplaceAll(msgCols, "m.", "")+` FROM (
+	maxBytes = max(maxBytes, 1) // at least one entry, if there is one
+	rows, err := s.pool.Query(ctx, `SELECT seq, `+inboxCols+` FROM (
 			SELECT i.seq, `+msgCols+`, coalesce(sum(octet_length(m.content)) OVER (ORDER BY i.seq
 				ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
 			FROM inbox i JOIN messages m ON m.conversation_id = i.conversation_id AND m.id = i.message_id
