@@ -58,6 +58,13 @@ type Node struct {
 // Discovery recommends the best healthy node from a local copy of Consul's
 // list of passing chatgate services. One background blocking query keeps
 // the copy current, so Recommend never waits on Consul.
+//
+// How fast a failing node drops out: its check fails within CheckInterval
+// (+ CheckTimeout if it hangs), the agent syncs the result to the servers
+// and the blocking query returns, which takes milliseconds. One exception
+// comes from Consul: for a few seconds after its servers elect a leader
+// (up to 3 s, more in clusters over 128 nodes) an agent holds back check
+// results until a staggered full sync has run.
 type Discovery struct {
 	client *api.Client
 	cfg    Config

@@ -150,6 +150,8 @@ func equalLoads(d *consul.Discovery, want map[string]int) func() bool {
 }
 
 func TestDiscovery(t *testing.T) {
+	// Each starts its own agent (a few seconds); run them side by side.
+	t.Parallel()
 	agent := consultest.Start(t)
 	c := agent.Client()
 
@@ -204,6 +206,7 @@ func TestDiscovery(t *testing.T) {
 
 		// Deregister removes b from every view at once.
 		require.NoError(t, rb.Deregister(context.Background()))
+		require.NoError(t, rb.Deregister(context.Background()), "a second Deregister does nothing")
 		eventually(t, slack, "deregistered east-b gone", func() bool {
 			_, ok := loads(d)["east-b"]
 			return !ok
@@ -300,6 +303,30 @@ func TestDiscovery(t *testing.T) {
 			return recommend(t, d, "z") == self.ID
 		})
 	})
+}
+
+func TestDiscovery_ConsulUnreachable(t *testing.T) {
+	t.Parallel()
+	agent := consultest.Start(t)
+	c := agent.Client()
+	register(t, c, consul.ServiceName, "only", "z", newFakeNode(t))
+	d, err := consul.New(context.Background(), c, consul.Config{
+		Self: self, Zone: "z", MaxStale: time.Second, Logger: testLogger(t),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	eventually(t, checkInterval+slack, "node healthy", func() bool { return recommend(t, d, "z") == "only" })
+
+	// Recommend answers from the local view: losing Consul changes nothing
+	// at first, then, once the view is older than MaxStale, only this node
+	// is recommended.
+	stopping := time.Now()
+	agent.Stop()
+	stopped := time.Now()
+	require.Equal(t, "only", recommend(t, d, "z"))
+	eventually(t, time.Second+slack, "self after MaxStale", func() bool { return recommend(t, d, "z") == self.ID })
+	require.GreaterOrEqual(t, time.Since(stopping), time.Second)
+	t.Logf("self recommended %s after the agent stopped", time.Since(stopped))
 }
 
 func TestRegister_Validates(t *testing.T) {

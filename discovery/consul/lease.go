@@ -34,7 +34,11 @@ type LeaseOptions struct {
 	TTL time.Duration
 	// LockDelay is how long Consul keeps an id from being taken again after
 	// its session was invalidated (not after Release); zero: Consul's
-	// default, 15 s. It is extra safety on top of the TTL arithmetic.
+	// default, 15 s. The TTL arithmetic does not need it, but a session can
+	// also end without its TTL running out (an operator destroys it, the
+	// agent's node leaves the cluster), which the lease notices only at its
+	// next renewal, up to TTL/3 later: keep LockDelay above TTL/3 so no one
+	// takes the id in between.
 	LockDelay time.Duration
 	// IDs limits the ids tried to 0..IDs-1; default all of 0..MaxNodeID.
 	IDs int

@@ -48,6 +48,8 @@ func isLost(l *consul.Lease) bool {
 }
 
 func TestNodeIDLease(t *testing.T) {
+	// Each starts its own agent (a few seconds); run them side by side.
+	t.Parallel()
 	agent := consultest.Start(t)
 	c := agent.Client()
 
@@ -93,6 +95,7 @@ func TestNodeIDLease(t *testing.T) {
 
 		require.NoError(t, a.Release(context.Background()))
 		require.True(t, isLost(a), "a released lease is no longer held")
+		require.NoError(t, a.Release(context.Background()), "a second Release does nothing")
 		b := acquire(t, c, opts)
 		require.Equal(t, 0, b.ID())
 	})
@@ -153,6 +156,8 @@ func TestNodeIDLease(t *testing.T) {
 }
 
 func TestNodeIDLease_AgentStopped(t *testing.T) {
+	// Each starts its own agent (a few seconds); run them side by side.
+	t.Parallel()
 	agent := consultest.Start(t)
 	l := acquire(t, agent.Client(), consul.LeaseOptions{TTL: leaseTTL})
 	require.Equal(t, 0, l.ID())

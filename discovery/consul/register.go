@@ -143,14 +143,19 @@ type Registration struct {
 	ctx    context.Context
 	cancel context.CancelFunc // stops run
 	done   chan struct{}      // closed when run has returned
+
+	deregistered atomic.Bool
 }
 
 // Register registers the node with the Consul agent client talks to: the
-// service "chatgate" with the node's URL, zone and load (0) in its Meta and
-// an HTTP check on ReadyURL. The check starts critical, so the node is not
-// recommended until Consul has seen /readyz answer 200 once (within one
-// interval). Stale checks of an earlier registration with the same ID are
-// replaced.
+// service (Name, default "chatgate") with the node's URL, zone and load (0)
+// in its Meta and an HTTP check on ReadyURL. A new check starts critical, so
+// the node is not recommended until Consul has seen /readyz answer 200 once
+// (within one interval); registering an ID the agent already has keeps that
+// check's last status. Other checks of an earlier registration with the same
+// ID are removed. A node that dies without Deregister turns critical and is
+// then recommended by no one; Consul removes its entry after
+// DeregisterAfter (its reaper runs every 30 s).
 func Register(ctx context.Context, client *api.Client, svc Service) (*Registration, error) {
 	if err := svc.normalize(); err != nil {
 		return nil, fmt.Errorf("register with consul: %w", err)
@@ -191,11 +196,16 @@ func (r *Registration) SetLoad(n int) {
 }
 
 // Deregister stops the load updates and removes the service and its check
-// from Consul, so no node recommends this one any more.
+// from Consul, so no node recommends this one any more. Once it has
+// succeeded, later calls do nothing.
 func (r *Registration) Deregister(ctx context.Context) error {
 	r.cancel()
 	<-r.done
+	if !r.deregistered.CompareAndSwap(false, true) {
+		return nil
+	}
 	if err := r.client.Agent().ServiceDeregisterOpts(r.svc.ID, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		r.deregistered.Store(false) // let the caller retry
 		return fmt.Errorf("deregister %s from consul: %w", r.svc.ID, err)
 	}
 	return nil

@@ -37,13 +37,13 @@ type Agent struct {
 	stop    sync.Once
 }
 
-// Binary returns the consul binary tests use: $CHATGATE_CONSUL, else
+// Binary returns the consul binary tests use: $CHATGATE_CONSUL_BIN (not CHATGATE_CONSUL: that is the -consul flag), else
 // ~/.cache/chatgate/bin/consul (what scripts/install-deps builds), else the
 // first consul on PATH.
 func Binary() (string, error) {
-	if p := os.Getenv("CHATGATE_CONSUL"); p != "" {
+	if p := os.Getenv("CHATGATE_CONSUL_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("CHATGATE_CONSUL=%s: %w", p, err)
+			return "", fmt.Errorf("CHATGATE_CONSUL_BIN=%s: %w", p, err)
 		}
 		return p, nil
 	}
@@ -55,14 +55,14 @@ func Binary() (string, error) {
 	}
 	p, err := exec.LookPath("consul")
 	if err != nil {
-		return "", errors.New("no consul binary: run scripts/install-deps (it builds one into ~/.cache/chatgate/bin/consul) or set CHATGATE_CONSUL")
+		return "", errors.New("no consul binary: run scripts/install-deps (it builds one into ~/.cache/chatgate/bin/consul) or set CHATGATE_CONSUL_BIN")
 	}
 	return p, nil
 }
 
-// Start starts a dev agent and returns once it is leader and its own node is
-// in the catalogue (sessions need that). The agent is stopped when the test
-// ends. A missing binary fails the test: these tests are part of the suite
+// Start starts a dev agent and returns once it is leader, its own node is
+// in the catalogue (sessions need that) and it syncs check results without
+// delay (see waitReady). The agent is stopped when the test ends. A missing binary fails the test: these tests are part of the suite
 // and must not pass silently by skipping.
 func Start(t testing.TB) *Agent {
 	t.Helper()
@@ -125,13 +125,11 @@ peering { enabled = false }
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-data-dir", dataDir,
 		"-config-file", cfgFile,
-		"-log-level", "debug",
+		"-log-level", "warn",
 	)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	// A test binary killed by -timeout runs no cleanup; without this the
-	// agent would outlive it and keep its ports and a core busy.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
