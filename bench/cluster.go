@@ -142,16 +142,18 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 		interval := time.Duration(float64(time.Second) / rate)
 		stepCtx, cancel := context.WithTimeout(ctx, dur)
 		var wg sync.WaitGroup
-		tick := time.NewTicker(max(interval, 50*time.Microsecond))
-		perTick := max(1, int(rate*max(interval, 50*time.Microsecond).Seconds()+0.5))
+		// Sends are due at a steady rate from the step's start; each tick
+		// sends what is due, so a late tick never lowers the rate.
+		tick := time.NewTicker(max(interval, time.Millisecond))
+		t0 := time.Now()
 		n := 0
 	loop:
 		for {
 			select {
 			case <-stepCtx.Done():
 				break loop
-			case <-tick.C:
-				for range perTick {
+			case now := <-tick.C:
+				for due := int(now.Sub(t0).Seconds() * rate); n < due; {
 					p := n % res.Pairs
 					content := fmt.Sprintf("r%g-%d", rate, n)
 					n++
