@@ -26,6 +26,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/chatgate/chatgate/client"
+	"github.com/chatgate/chatgate/internal/clustertest"
 	"github.com/chatgate/chatgate/internal/testkit"
 )
 
@@ -781,4 +783,36 @@ func TestHistoryPaging(t *testing.T) {
 	for i, s := range got {
 		require.Equal(t, fmt.Sprintf("line %03d", i+1), s)
 	}
+}
+
+// TestClusterPagesOnOtherNodes: on a real cluster (PostgreSQL, NATS,
+// Consul), each page is served by one node and negotiation sends its
+// realtime connection to the other (by zone): the Content-Security-Policy
+// must let it reach that node, and the chat must be the single node's —
+// messages, typing, presence — across nodes.
+func TestClusterPagesOnOtherNodes(t *testing.T) {
+	env := clustertest.Start(t)
+	na := env.Node(t, testkit.WithZone("a"), testkit.WithCheckInterval(time.Second))
+	nb := env.Node(t, testkit.WithZone("b"), testkit.WithCheckInterval(time.Second))
+	for _, w := range []struct{ from, zone, want string }{{na.URL(), "b", nb.URL()}, {nb.URL(), "a", na.URL()}} {
+		c := client.New(w.from, client.WithZone(w.zone))
+		require.Eventually(t, func() bool {
+			n, err := c.Negotiate(context.Background())
+			return err == nil && n.Server == w.want
+		}, 30*time.Second, 20*time.Millisecond, "%s recommends %s for zone %s", w.from, w.want, w.zone)
+		c.CloseIdleConnections()
+	}
+	// Alice's page comes from node a and long-polls node b (fetch across
+	// origins); Bob's comes from node b and streams from node a (SSE).
+	a, b := newPage(t, "alice", na.URL()), newPage(t, "bob", nb.URL())
+	an, bn := testkit.UniqueName("alice"), testkit.UniqueName("bob")
+	a.open("?zone=b&transport=longpolling")
+	a.signup(an, "Alice")
+	b.open("?zone=a&transport=sse")
+	b.signup(bn, "Bob")
+	require.Equal(t, nb.URL(), eval[string](a, `chatgateApp.state.conn.server`))
+	require.Equal(t, na.URL(), eval[string](b, `chatgateApp.state.conn.server`))
+	testkit.Befriend(t, a.api(), b.api())
+	chatBothWays(t, a, b, an, bn)
+	require.NotContains(t, a.logs.String()+b.logs.String(), "Content Security Policy")
 }

@@ -148,6 +148,7 @@ function connect() {
   state.conn?.close();
   const conn = client.connect({
     transport: forcedTransport() || undefined,
+    zone: params.get('zone') || undefined, // a cluster recommends a node of this zone first
     onEvent,
     onState: (s) => {
       if (conn !== state.conn) return;

@@ -214,9 +214,14 @@ export class Client {
     }
   }
 
-  /** GET /v1/negotiate: where to connect and how to behave. */
-  negotiate(opts) {
-    return this.api('GET', '/v1/negotiate', undefined, {auth: false, ...opts});
+  /**
+   * GET /v1/negotiate: where to connect and how to behave. opts.zone names
+   * the client's zone (a cluster recommends a node in it first).
+   */
+  negotiate(opts = {}) {
+    const {zone, ...rest} = opts;
+    const path = zone ? `/v1/negotiate?zone=${encodeURIComponent(zone)}` : '/v1/negotiate';
+    return this.api('GET', path, undefined, {auth: false, ...rest});
   }
 
   /** Opens the realtime connection; see Conn. */
@@ -234,7 +239,8 @@ export class Client {
  * (every event: durable ones exactly once in seq order), onState
  * ({transport, connected, error?, fatal?}), onError, pollInterval (ms, 2000),
  * longPollWait (s, 25), connectTimeout (ms, 10000), fallbackAfter (3),
- * minBackoff/maxBackoff (ms, 250/5000).
+ * minBackoff/maxBackoff (ms, 250/5000), zone (sent to negotiate: a cluster
+ * recommends a node of this zone first).
  */
 export class Conn {
   constructor(client, opts) {
@@ -295,7 +301,7 @@ export class Conn {
 
   async negotiate() {
     try {
-      const n = await this.client.negotiate({signal: this.abort.signal, timeout: this.opts.connectTimeout});
+      const n = await this.client.negotiate({signal: this.abort.signal, timeout: this.opts.connectTimeout, zone: this.opts.zone});
       this.applyNegotiation(n);
       return n;
     } catch (e) {
