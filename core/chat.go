@@ -34,6 +34,7 @@ type Service struct {
 	// engine itself on a single node, the cluster view on a cluster.
 	view    presenceView
 	cluster *clusterPresence // nil on a single node
+	tokens  *tokenCache      // nil on a single node (its store is in process)
 	pusher  *pusher
 
 	mbMu      sync.Mutex
@@ -73,6 +74,8 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 	if cb, ok := bus.(ClusterBus); ok {
 		s.cluster = newClusterPresence(s.presence, cb, cfg.OfflineAfter, log)
 		s.view = s.cluster
+		s.tokens = newTokenCache(tokenTTL, 1<<20)
+		s.cluster.onRevoke = s.tokens.revoke
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.cluster.run(ctx) }()
 	}
@@ -339,9 +342,19 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 	if token == "" {
 		return Session{}, ErrUnauthorized
 	}
-	d, err := s.store.DeviceByToken(ctx, TokenHash(token))
-	if err != nil {
-		return Session{}, err
+	hash := TokenHash(token)
+	d, ok := Device{}, false
+	if s.tokens != nil {
+		d, ok = s.tokens.get(hash)
+	}
+	if !ok {
+		var err error
+		if d, err = s.store.DeviceByToken(ctx, hash); err != nil {
+			return Session{}, err
+		}
+		if s.tokens != nil {
+			s.tokens.put(hash, d)
+		}
 	}
 	s.presence.Touch(d.UserID, d.ID)
 	return Session{UserID: d.UserID, DeviceID: d.ID}, nil
@@ -352,6 +365,10 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 func (s *Service) Logout(ctx context.Context, se Session) error {
 	if _, err := s.store.DeleteDevice(ctx, se.UserID, se.DeviceID); err != nil {
 		return err
+	}
+	if s.tokens != nil {
+		s.tokens.revoke(se.DeviceID)
+		s.cluster.revoke(se.DeviceID)
 	}
 	// Streams of the device end now, not when their token is next checked
 	// (a stream checks it only when it opens).

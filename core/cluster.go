@@ -65,6 +65,9 @@ type clusterPresence struct {
 	gone    map[ID]Presence
 	changes chan clusterChange
 	inbox   chan []byte
+	// onRevoke is told of devices logged out on other nodes (set before
+	// run starts).
+	onRevoke func(ID)
 }
 
 type peerNode struct {
@@ -82,12 +85,13 @@ type clusterChange struct {
 
 // presenceMsg is what nodes tell each other.
 type presenceMsg struct {
-	Kind     string `json:"k"`           // "u": a user's status here; "b": beat; "x": leaving
+	Kind     string `json:"k"`           // "u": a user's status here; "b": beat; "x": leaving; "r": device logged out
 	Instance uint64 `json:"i"`           // sender
 	User     ID     `json:"u,omitempty"` // "u"
 	Online   bool   `json:"o,omitempty"` // "u"
 	At       Time   `json:"t,omitzero"`  // "u": last activity
 	Users    []ID   `json:"n,omitempty"` // "b": every user online at the sender
+	Device   ID     `json:"d,omitempty"` // "r"
 }
 
 func newClusterPresence(local *PresenceEngine, bus ClusterBus, offlineAfter time.Duration, log *slog.Logger) *clusterPresence {
@@ -161,6 +165,9 @@ func (c *clusterPresence) sendBeat() {
 	c.mu.Unlock()
 	c.send(presenceMsg{Kind: "b", Users: users})
 }
+
+// revoke tells the other nodes a device logged out (their token caches).
+func (c *clusterPresence) revoke(did ID) { c.send(presenceMsg{Kind: "r", Device: did}) }
 
 // leave tells the others this node is going, so its users stop counting at
 // once rather than when its beats are missed.
@@ -245,6 +252,10 @@ func (c *clusterPresence) applyRemote(b []byte) {
 	case "x":
 		if n := c.nodes[m.Instance]; n != nil {
 			c.dropLocked(m.Instance, n)
+		}
+	case "r":
+		if c.onRevoke != nil {
+			c.onRevoke(m.Device)
 		}
 	}
 }

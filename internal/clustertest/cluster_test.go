@@ -2,6 +2,7 @@ package clustertest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -548,4 +549,24 @@ func TestClusterThreeNodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClusterLogoutRevokesEverywhere: nodes cache tokens; a logout on one
+// node ends the token on every other at once (the revocation travels on
+// the bus), well before the cache's TTL.
+func TestClusterLogoutRevokesEverywhere(t *testing.T) {
+	env := clustertest.Start(t)
+	n1, n2 := env.Node(t), env.Node(t)
+	alice := signup(t, n1.URL(), "rv_alice")
+	on2 := client.New(n2.URL(), client.WithToken(alice.Token(), alice.UserID()))
+	defer on2.CloseIdleConnections()
+	require.NoError(t, on2.Do(context.Background(), "GET", "/v1/me", nil, nil)) // cached on n2 now
+	require.NoError(t, alice.Logout(context.Background()))
+	out := time.Now()
+	require.Eventually(t, func() bool {
+		err := on2.Do(context.Background(), "GET", "/v1/me", nil, nil)
+		var ae *client.APIError
+		return errors.As(err, &ae) && ae.Status == http.StatusUnauthorized
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Less(t, time.Since(out), 3*time.Second, "n2 accepted the revoked token for %v", time.Since(out))
 }
