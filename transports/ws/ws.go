@@ -113,9 +113,12 @@ func (ep *endpoint) serve(w http.ResponseWriter, r *http.Request, se core.Sessio
 	ep.conns[c] = struct{}{}
 	ep.wg.Add(1)
 	ep.mu.Unlock()
-	c.st = ep.svc.OpenStream(se, cursor, core.StreamHooks{Cut: c.cut, Ready: c.kick})
+	st := ep.svc.OpenStream(se, cursor, core.StreamHooks{Cut: c.cut, Ready: c.kick})
+	c.mu.Lock()
+	c.st = st
+	c.mu.Unlock()
 	c.ping = time.AfterFunc(ep.o.PingPeriod, c.sendPing)
-	c.kick() // the backlog
+	c.kick() // the backlog, and any live event that came while the stream opened
 	// The handler returns and its deep net/http stack with it: the socket
 	// is read by a goroutine of its own with a shallow one.
 	go c.read()
@@ -171,7 +174,7 @@ type conn struct {
 	ws     *websocket.Conn
 	nc     net.Conn
 	se     core.Session
-	st     *core.Stream
+	st     *core.Stream // set under mu once opened; kicks before that wait for the one after
 	ctx    context.Context
 	cancel context.CancelFunc
 	ping   *time.Timer
@@ -194,6 +197,9 @@ func (c *conn) kick() {
 	defer c.mu.Unlock()
 	switch {
 	case c.closed:
+	case c.st == nil:
+		// The stream is still opening (a live event, or a drain, came
+		// first): the kick that follows its opening reads everything.
 	case c.writing:
 		c.again = true
 	default:
