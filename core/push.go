@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -168,4 +171,39 @@ func (p *pusher) deliver(ctx context.Context, e Push) {
 	p.mu.Lock()
 	delete(p.retry, e.Key)
 	p.mu.Unlock()
+}
+
+// PushKey is the outbox key of a notification, Push.Key: opaque to the
+// pusher, the same in every store, and sorting as (message id, user id)
+// does. It keeps the text form of the first store, so a notification
+// pending across an upgrade keeps its identity.
+func PushKey(msg, uid ID) string {
+	b := make([]byte, 0, 44)
+	b = append(b, "po:"...)
+	b = appendPad20(b, uint64(msg))
+	b = append(b, ':')
+	return string(appendPad20(b, uint64(uid)))
+}
+
+func appendPad20(b []byte, n uint64) []byte {
+	s := strconv.FormatUint(n, 10)
+	for range 20 - len(s) {
+		b = append(b, '0')
+	}
+	return append(b, s...)
+}
+
+// ParsePushKey reads a key PushKey wrote.
+func ParsePushKey(k string) (msg, uid ID, err error) {
+	rest, ok := strings.CutPrefix(k, "po:")
+	a, b, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 || len(a) != 20 || len(b) != 20 {
+		return 0, 0, fmt.Errorf("not a push key: %q", k)
+	}
+	x, err1 := strconv.ParseUint(a, 10, 64)
+	y, err2 := strconv.ParseUint(b, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("not a push key: %q", k)
+	}
+	return ID(x), ID(y), nil
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/chatgate/chatgate/core"
@@ -170,32 +168,6 @@ func decodeRef(v []byte) (conv, core.ID, error) {
 		return c, 0, errors.New("corrupt message reference")
 	}
 	return c, core.ID(binary.BigEndian.Uint64(rest)), nil
-}
-
-// PushKey is the opaque outbox key handed to the pusher. It keeps the text
-// form of the store before this one, so a notification pending across the
-// upgrade keeps its identity.
-func PushKey(id, uid core.ID) string {
-	return "po:" + pad20(uint64(id)) + ":" + pad20(uint64(uid))
-}
-
-func pad20(n uint64) string {
-	s := strconv.FormatUint(n, 10)
-	return strings.Repeat("0", 20-len(s)) + s
-}
-
-func parsePushKey(k string) (id, uid core.ID, err error) {
-	rest, ok := strings.CutPrefix(k, "po:")
-	a, b, ok2 := strings.Cut(rest, ":")
-	if !ok || !ok2 || len(a) != 20 || len(b) != 20 {
-		return 0, 0, fmt.Errorf("not a push key: %q", k)
-	}
-	x, err1 := strconv.ParseUint(a, 10, 64)
-	y, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("not a push key: %q", k)
-	}
-	return core.ID(x), core.ID(y), nil
 }
 
 // Message records. A record holds what the key does not: the sender, the

@@ -73,14 +73,14 @@ func TestKeysSortNumerically(t *testing.T) {
 }
 
 func TestPushKeyKeepsTheOldForm(t *testing.T) {
-	k := PushKey(383911507987009536, 12)
+	k := core.PushKey(383911507987009536, 12)
 	require.Equal(t, "po:00383911507987009536:00000000000000000012", k)
-	id, uid, err := parsePushKey(k)
+	id, uid, err := core.ParsePushKey(k)
 	require.NoError(t, err)
 	require.Equal(t, core.ID(383911507987009536), id)
 	require.Equal(t, core.ID(12), uid)
 	for _, bad := range []string{"", "po:1:2", "m:00383911507987009536:00000000000000000012", "po:0038391150798700953x:00000000000000000012"} {
-		_, _, err := parsePushKey(bad)
+		_, _, err := core.ParsePushKey(bad)
 		require.Error(t, err, bad)
 	}
 }

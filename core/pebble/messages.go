@@ -529,7 +529,7 @@ func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]c
 	lo := []byte{kindPush}
 	var high []byte
 	if after != "" {
-		id, uid, err := parsePushKey(after)
+		id, uid, err := core.ParsePushKey(after)
 		if err != nil {
 			return nil, err
 		}
@@ -583,14 +583,14 @@ func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]c
 		if err != nil {
 			return nil, fmt.Errorf("push %d for %d: %w", id, uid, err)
 		}
-		out = append(out, core.Push{Key: PushKey(id, uid), UserID: uid, Message: raw})
+		out = append(out, core.Push{Key: core.PushKey(id, uid), UserID: uid, Message: raw})
 	}
 	return out, it.Error()
 }
 
 // DeletePush implements core.PushOutbox.
 func (s *Store) DeletePush(ctx context.Context, key string) error {
-	id, uid, err := parsePushKey(key)
+	id, uid, err := core.ParsePushKey(key)
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/chatgate/chatgate/core"
 )
@@ -26,36 +23,17 @@ import (
 // least once (a lease may run out under a stalled pusher), which the
 // Notification id lets receivers absorb.
 
-// pushKey is the opaque outbox key: it has the embedded store's form, and
-// sorts as (message id, user id) does.
-func pushKey(msg, uid int64) string {
-	return fmt.Sprintf("po:%020d:%020d", msg, uid)
-}
-
-func parsePushKey(k string) (msg, uid int64, err error) {
-	rest, ok := strings.CutPrefix(k, "po:")
-	a, b, ok2 := strings.Cut(rest, ":")
-	if !ok || !ok2 || len(a) != 20 || len(b) != 20 {
-		return 0, 0, fmt.Errorf("not a push key: %q", k)
-	}
-	x, err1 := strconv.ParseUint(a, 10, 64)
-	y, err2 := strconv.ParseUint(b, 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("not a push key: %q", k)
-	}
-	return int64(x), int64(y), nil
-}
-
 // PendingPushes implements core.PushOutbox: up to limit entries with a key
 // above after, oldest message first, that no other store holds; they are
 // held by this store for Options.PushLease.
 func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]core.Push, error) {
 	var am, au int64
 	if after != "" {
-		var err error
-		if am, au, err = parsePushKey(after); err != nil {
+		m, u, err := core.ParsePushKey(after)
+		if err != nil {
 			return nil, err
 		}
+		am, au = i64(m), i64(u)
 	}
 	if limit <= 0 {
 		return nil, nil
@@ -99,17 +77,17 @@ func (s *Store) PendingPushes(ctx context.Context, after string, limit int) ([]c
 	out := make([]core.Push, len(es))
 	for i := range es {
 		e := &es[i]
-		out[i] = core.Push{Key: pushKey(i64(e.msg.ID), e.uid), UserID: core.ID(e.uid), Message: messageJSON(&e.msg)}
+		out[i] = core.Push{Key: core.PushKey(e.msg.ID, core.ID(e.uid)), UserID: core.ID(e.uid), Message: messageJSON(&e.msg)}
 	}
 	return out, nil
 }
 
 // DeletePush implements core.PushOutbox.
 func (s *Store) DeletePush(ctx context.Context, key string) error {
-	msg, uid, err := parsePushKey(key)
+	msg, uid, err := core.ParsePushKey(key)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `DELETE FROM push_outbox WHERE message_id = $1 AND user_id = $2`, msg, uid)
+	_, err = s.pool.Exec(ctx, `DELETE FROM push_outbox WHERE message_id = $1 AND user_id = $2`, i64(msg), i64(uid))
 	return s.fail("delete push", err)
 }
