@@ -202,3 +202,18 @@ func TestTimeJSON(t *testing.T) {
 	now := Now()
 	assert.Equal(t, now.Time, now.Truncate(time.Millisecond))
 }
+
+// After Fence, no id is minted: Next blocks (the node exits instead).
+func TestSnowflakeFence(t *testing.T) {
+	s, err := NewSnowflake(3)
+	require.NoError(t, err)
+	s.Next()
+	s.Fence()
+	got := make(chan ID, 1)
+	go func() { got <- s.Next() }() // parked for good: the test binary's exit ends it
+	select {
+	case id := <-got:
+		t.Fatalf("minted %d after Fence", id)
+	case <-time.After(100 * time.Millisecond): // a bounded negative check
+	}
+}

@@ -570,3 +570,24 @@ func TestClusterLogoutRevokesEverywhere(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Less(t, time.Since(out), 3*time.Second, "n2 accepted the revoked token for %v", time.Since(out))
 }
+
+// TestClusterLostNodeIDFences: when a node's Consul session is destroyed
+// behind its back (an operator, a partition that outlived the TTL), the
+// node notices at its next renewal, stops minting ids and reports failure
+// for its supervisor to restart it.
+func TestClusterLostNodeIDFences(t *testing.T) {
+	env := clustertest.Start(t)
+	n := env.Node(t)
+	kv, _, err := env.Consul.Client().KV().Get(fmt.Sprintf("chatgate/node-ids/%d", n.NodeID()), nil)
+	require.NoError(t, err)
+	require.NotNil(t, kv, "the node's id is held in Consul")
+	require.NotEmpty(t, kv.Session)
+	_, err = env.Consul.Client().Session().Destroy(kv.Session, nil)
+	require.NoError(t, err)
+	select {
+	case err := <-n.Failed():
+		require.ErrorContains(t, err, "stopped minting ids")
+	case <-time.After(20 * time.Second): // renewals run every TTL/3 = 5 s
+		t.Fatal("the node did not notice it lost its node id")
+	}
+}
