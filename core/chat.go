@@ -20,6 +20,7 @@ import (
 type Config struct {
 	HeartbeatInterval time.Duration // what clients are told to send
 	OfflineAfter      time.Duration // silence after which a user is offline
+	Limits            Limits        // rate limits; the zero value limits nothing
 }
 
 // Service is the chat core. Create it with New and stop it with Close.
@@ -35,6 +36,7 @@ type Service struct {
 	view    presenceView
 	cluster *clusterPresence // nil on a single node
 	tokens  *tokenCache      // nil on a single node (its store is in process)
+	limits  *limiter
 	pusher  *pusher
 
 	mbMu      sync.Mutex
@@ -66,6 +68,7 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 		cfg: cfg, store: store, bus: bus, ids: ids, log: log,
 		presence:  NewPresenceEngine(cfg.OfflineAfter),
 		pusher:    newPusher(store, notifier, log),
+		limits:    newLimiter(cfg.Limits),
 		mailboxes: make(map[ID]*mailbox),
 		draining:  make(chan struct{}),
 		cancel:    cancel,
@@ -268,6 +271,10 @@ func (s *Service) newDevice(uid ID, name string) (Device, string, []byte, error)
 
 // Signup creates an account and logs its first device in.
 func (s *Service) Signup(ctx context.Context, in SignupInput) (Auth, error) {
+	// Counted before any work: a refused signup costs no password hash.
+	if wait := s.limits.signupAddr.take(byAddr(ClientAddr(ctx))); wait > 0 {
+		return Auth{}, rateLimited(wait)
+	}
 	if err := ValidUsername(in.Username); err != nil {
 		return Auth{}, err
 	}
@@ -305,7 +312,27 @@ type LoginInput struct {
 }
 
 // Login checks credentials and creates a new device with its own token.
+// Failed logins are limited per account and per address; a throttled
+// attempt is refused before the store is read or a password hashed, and
+// unknown usernames count like known ones (no existence oracle).
 func (s *Service) Login(ctx context.Context, in LoginInput) (Auth, error) {
+	// Every attempt takes a token of its account and its address first,
+	// and gets it back if the password was right: only failures count.
+	account, addr := strings.ToLower(strings.TrimSpace(in.Username)), byAddr(ClientAddr(ctx))
+	if wait := s.limits.loginAccount.take(account); wait > 0 {
+		return Auth{}, rateLimited(wait)
+	}
+	if wait := s.limits.loginAddr.take(addr); wait > 0 {
+		s.limits.loginAccount.refund(account)
+		return Auth{}, rateLimited(wait)
+	}
+	succeeded := false
+	defer func() {
+		if succeeded {
+			s.limits.loginAccount.refund(account)
+			s.limits.loginAddr.refund(addr)
+		}
+	}()
 	rec, err := s.store.UserByName(ctx, in.Username)
 	if errors.Is(err, ErrUserNotFound) {
 		_, _ = CheckPassword(dummyHash, in.Password)
@@ -321,6 +348,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (Auth, error) {
 	if !ok {
 		return Auth{}, ErrBadCredentials
 	}
+	succeeded = true
 	d, token, th, err := s.newDevice(rec.ID, in.Device)
 	if err != nil {
 		return Auth{}, err

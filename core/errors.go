@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Kind classifies an error for the edge that reports it; the HTTP gateway
@@ -19,6 +20,7 @@ const (
 	KindConflict                 // the state of the system refuses the change
 	KindTooLarge                 // a request body above the cap
 	KindUnavailable              // shutting down or overloaded; retry later
+	KindRateLimited              // too many requests; retry after Error.RetryAfter
 )
 
 // Error is a domain error with a stable snake_case code that clients may
@@ -27,6 +29,9 @@ type Error struct {
 	Kind    Kind
 	Code    string
 	Message string
+	// RetryAfter, when set, is how long the client should wait (a
+	// rate-limited request).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -28,14 +29,23 @@ type Gateway struct {
 	transports []transports.Endpoint
 	log        *slog.Logger
 	echo       *echo.Echo
+	trusted    []netip.Prefix
+}
+
+// Options are the gateway's settings beyond its parts.
+type Options struct {
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (for rate limits by address); from any other peer the header is
+	// ignored, since a client could send any address in it.
+	TrustedProxies []netip.Prefix
 }
 
 // New builds the HTTP handler. Transports are listed by /v1/negotiate in the
 // order given, which is the order clients should try them.
-func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint, log *slog.Logger) *Gateway {
+func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint, log *slog.Logger, o Options) *Gateway {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	g := &Gateway{svc: svc, disc: disc, transports: eps, log: log, echo: e}
+	g := &Gateway{svc: svc, disc: disc, transports: eps, log: log, echo: e, trusted: o.TrustedProxies}
 	e.HTTPErrorHandler = errorHandler(log)
 	e.Use(middleware.Recover())
 	// Any origin may call the API: it authenticates with bearer tokens,
@@ -191,12 +201,47 @@ func (g *Gateway) negotiate(c echo.Context) error {
 	})
 }
 
+// clientAddr is the client's IP: the peer's, or, when the peer is a
+// trusted proxy, the nearest address in X-Forwarded-For that is not one of
+// ours (addresses further left came from the client and prove nothing).
+func (g *Gateway) clientAddr(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	addr := ap.Addr().Unmap()
+	if !g.trustedPeer(addr) {
+		return addr.String()
+	}
+	parts := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(parts) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(parts[i]))
+		if err != nil {
+			break
+		}
+		addr = a.Unmap()
+		if !g.trustedPeer(addr) {
+			break
+		}
+	}
+	return addr.String()
+}
+
+func (g *Gateway) trustedPeer(a netip.Addr) bool {
+	for _, p := range g.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 func (g *Gateway) signup(c echo.Context) error {
 	var in core.SignupInput
 	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
-	a, err := g.svc.Signup(c.Request().Context(), in)
+	a, err := g.svc.Signup(core.WithClientAddr(c.Request().Context(), g.clientAddr(c.Request())), in)
 	if err != nil {
 		return err
 	}
@@ -208,7 +253,7 @@ func (g *Gateway) login(c echo.Context) error {
 	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
 		return err
 	}
-	a, err := g.svc.Login(c.Request().Context(), in)
+	a, err := g.svc.Login(core.WithClientAddr(c.Request().Context(), g.clientAddr(c.Request())), in)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -48,6 +49,8 @@ type Config struct {
 	CheckInterval      time.Duration    // Consul's /readyz check interval; default 5 s
 	CheckURL           string           // what Consul's check calls; default PublicURL+"/readyz"
 	Clock              func() time.Time // the id generator's clock; tests skew it
+	Limits             core.Limits      // rate limits (DefaultLimits)
+	TrustedProxies     []netip.Prefix   // peers whose X-Forwarded-For names the client
 	HeartbeatInterval  time.Duration    // what clients are told to send
 	OfflineAfter       time.Duration    // silence before a user is offline
 	PushWebhook        string           // webhook URL; empty: log notifier
@@ -62,6 +65,7 @@ func Defaults() Config {
 	return Config{
 		Addr: ":8080", DataDir: "./data", NodeID: 1,
 		HeartbeatInterval: 5 * time.Second, OfflineAfter: 30 * time.Second,
+		Limits: core.DefaultLimits(),
 	}
 }
 
@@ -173,7 +177,7 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	undo = append(undo, func() { n.ln.Close() })
-	n.svc = core.New(core.Config{HeartbeatInterval: cfg.HeartbeatInterval, OfflineAfter: cfg.OfflineAfter},
+	n.svc = core.New(core.Config{HeartbeatInterval: cfg.HeartbeatInterval, OfflineAfter: cfg.OfflineAfter, Limits: cfg.Limits},
 		n.store, bus, notifier, n.ids, log)
 	undo = append(undo, n.svc.Close)
 	n.eps = all.Endpoints(n.svc, all.Options{Heartbeat: cfg.StreamHeartbeat, WriteTimeout: cfg.StreamWriteTimeout})
@@ -189,7 +193,7 @@ func Start(cfg Config) (n *Node, err error) {
 		undo = append(undo, func() { n.disc.Close() })
 		disc = n.disc
 	}
-	gw := gateway.New(n.svc, disc, n.eps, log)
+	gw := gateway.New(n.svc, disc, n.eps, log, gateway.Options{TrustedProxies: cfg.TrustedProxies})
 	// The web client at / and /assets/*; /v1/* and /healthz stay the API's.
 	var nodes func() []string
 	if n.disc != nil {

@@ -16,6 +16,7 @@ var statusOf = map[core.Kind]int{
 	core.KindConflict:     http.StatusConflict,
 	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
 	core.KindUnavailable:  http.StatusServiceUnavailable,
+	core.KindRateLimited:  http.StatusTooManyRequests,
 	core.KindInternal:     http.StatusInternalServerError,
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/node"
 )
 
@@ -44,6 +46,10 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.OfflineAfter, "offline-after", cfg.OfflineAfter, "a user is offline after this long without activity")
 	fs.StringVar(&cfg.PushWebhook, "push-webhook", "", "URL to POST push notifications to (default: log them)")
 	fs.StringVar(&cfg.PushSecret, "push-secret", "", "HMAC-SHA256 key that signs webhook pushes")
+	fs.Var(rateFlag{&cfg.Limits.LoginFailuresPerAccount}, "limit-login-account", "failed logins allowed per account, N/DURATION (refilled at that rate) or off")
+	fs.Var(rateFlag{&cfg.Limits.LoginFailuresPerAddress}, "limit-login-address", "failed logins allowed per client address, N/DURATION or off (loopback is not limited by address)")
+	fs.Var(rateFlag{&cfg.Limits.SignupsPerAddress}, "limit-signup-address", "signups allowed per client address, N/DURATION or off")
+	fs.Var(prefixesFlag{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (default: none; the header is ignored)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	debugAddr := fs.String("debug-addr", "", "if set, serve net/http/pprof on this address (keep it private)")
@@ -146,5 +152,63 @@ func (f nodeIDFlag) Set(v string) error {
 		return fmt.Errorf("want 0..1023 or auto, got %q", v)
 	}
 	f.cfg.NodeID, f.cfg.NodeIDAuto = id, false
+	return nil
+}
+
+// rateFlag is a core.Rate flag: N/DURATION or off.
+type rateFlag struct{ r *core.Rate }
+
+func (f rateFlag) String() string {
+	if f.r == nil {
+		return ""
+	}
+	return f.r.String()
+}
+
+func (f rateFlag) Set(v string) error {
+	r, err := core.ParseRate(v)
+	if err != nil {
+		return err
+	}
+	*f.r = r
+	return nil
+}
+
+// prefixesFlag is a list of CIDRs (a bare address is its own /32 or /128).
+type prefixesFlag struct{ p *[]netip.Prefix }
+
+func (f prefixesFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	var s []string
+	for _, p := range *f.p {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (f prefixesFlag) Set(v string) error {
+	var out []netip.Prefix
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return fmt.Errorf("bad address %q", part)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return fmt.Errorf("bad CIDR %q", part)
+		}
+		out = append(out, p.Masked())
+	}
+	*f.p = out
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/node"
 )
 
@@ -71,6 +73,14 @@ func WithCheckInterval(d time.Duration) Option { return func(c *node.Config) { c
 
 // WithClock sets the id generator's clock (to skew it).
 func WithClock(now func() time.Time) Option { return func(c *node.Config) { c.Clock = now } }
+
+// WithLimits sets the rate limits.
+func WithLimits(l core.Limits) Option { return func(c *node.Config) { c.Limits = l } }
+
+// WithTrustedProxies names the peers whose X-Forwarded-For is believed.
+func WithTrustedProxies(p ...netip.Prefix) Option {
+	return func(c *node.Config) { c.TrustedProxies = p }
+}
 
 // WithAddr sets the listen address (to restart a node on the same port).
 func WithAddr(addr string) Option { return func(c *node.Config) { c.Addr = addr } }
