@@ -25,7 +25,11 @@ func FuzzDecode(f *testing.F) {
 		func() any { return &core.LoginInput{} },
 		func() any { return &core.SendInput{} },
 		func() any { return &core.CreateGroupInput{} },
-		func() any { return &struct{ MessageID core.ID `json:"message_id"` }{} },
+		func() any {
+			return &struct {
+				MessageID core.ID `json:"message_id"`
+			}{}
+		},
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, newV := range targets {
