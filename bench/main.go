@@ -74,6 +74,10 @@ type config struct {
 	fillShare   float64
 	fillSenders int
 
+	// The guessing probe (guess.go).
+	guess    string
+	guessFor time.Duration
+
 	// The cluster probe (cluster.go).
 	cluster        bool
 	nodes          []string
@@ -124,6 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.histWindow, "history-window", 10*time.Second, "history probe: sends/s are measured over the first and the last window of this length of each fill")
 	fs.Var(countFlag{&c.prefill}, "prefill", "protocol bench: store `N` messages on the node before measuring (1M, 500k), as the history probe fills")
 	fs.Float64Var(&c.fillShare, "fill-group-share", 0.1, "history probe and -prefill: share of the messages sent to a group (the users form groups of -group members)")
+	fs.StringVar(&c.guess, "guess", "", "run the guessing probe against the node at `URL`: 64 clients guess one account's password while another user's GET /v1/me is timed")
+	fs.DurationVar(&c.guessFor, "guess-for", 6*time.Second, "guessing probe: how long the guessing lasts")
 	fs.BoolVar(&c.cluster, "cluster", false, "run the cluster probe instead: scripts/cluster up, measure sender on node 1 → receiver on node 2 and durable sends/s, scripts/cluster down; writes cluster.json and cluster.md")
 	nodes := fs.String("nodes", "", "run the cluster probe against these running nodes (`URL,URL,…`): sender on the first, receiver on the second; one URL measures a single node the same way")
 	fs.IntVar(&c.clusterPairs, "cluster-pairs", 100, "cluster probe: sender/receiver pairs")
@@ -266,6 +272,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch {
+	case cfg.guess != "":
+		err = runGuessProbe(ctx, cfg.guess, cfg.guessFor, os.Stdout, os.Stderr)
 	case cfg.cluster || len(cfg.nodes) > 0:
 		err = runClusterProbe(ctx, cfg, os.Stdout, os.Stderr)
 	case cfg.history > 0:
