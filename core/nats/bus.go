@@ -122,6 +122,12 @@ func Connect(o Options) (*Bus, error) {
 		nc.Close()
 		return nil, fmt.Errorf("subscribe %s: %w", presenceSubject, err)
 	}
+	// The server has the subscription once Connect returns: the other
+	// nodes' presence from then on reaches this one.
+	if err := nc.FlushTimeout(o.ConnectTimeout); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("subscribe %s: %w", presenceSubject, err)
+	}
 	go b.dispatch()
 	return b, nil
 }
