@@ -670,15 +670,20 @@ func (s *Service) Sync(ctx context.Context, se Session, cursor uint64, limit int
 	if len(entries) > limit {
 		entries, p.HasMore = entries[:limit], true
 	}
+	size := 0
 	for _, e := range entries {
 		p.Events = append(p.Events, MessageEvent(e.Seq, e.Message))
 		p.Cursor = e.Seq
+		size += len(e.Message)
 	}
-	if !p.HasMore {
-		// The byte cap may have cut the page short; and a cursor beyond
-		// the head (a client bug, or a server restored from an old backup)
-		// is pulled back to the head, or the client would miss every
-		// message until the inbox grew past its cursor.
+	// A short page under the byte cap is the end of the inbox: the store
+	// stops early only once the cap is reached. Otherwise ask the head:
+	// the byte cap may have cut the page short, and a cursor beyond the
+	// head (a client bug, or a server restored from an old backup) is
+	// pulled back to it, or the client would miss every message until the
+	// inbox grew past its cursor. (Skipping it halves the store reads of a
+	// stream filling a gap, which a cluster pays a round trip for.)
+	if !p.HasMore && (len(entries) == 0 || size >= MaxSyncBytes) {
 		head, err := s.store.InboxHead(ctx, se.UserID)
 		if err != nil {
 			return Page{}, err
