@@ -100,7 +100,7 @@ func prepareChatgate(ctx context.Context, bin, work string, nUsers, groupN int, 
 	}
 	defer func() { srv.stop() }() // srv is replaced when the node is restarted for -prefill
 	st := &chatgateSetup{bin: bin, template: dir, groupN: groupN}
-	if st.users, err = signupUsers(ctx, srv.base, nUsers, nil); err != nil {
+	if st.users, err = signupUsers(ctx, srv.base, "bench", nUsers, nil); err != nil {
 		return nil, err
 	}
 	if groupN > 1 {

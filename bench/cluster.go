@@ -16,8 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,28 +82,31 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 	fmt.Fprintf(stderr, "cluster probe: %d pairs, sender at %s, receiver at %s\n", res.Pairs, res.SenderAt, res.ReceiverAt)
 
 	prefix := fmt.Sprintf("cb%d_", time.Now().UnixNano()%1_000_000)
-	users, err := signupPrefixed(ctx, nodes[0], prefix, 2*res.Pairs)
+	users, err := signupUsers(ctx, nodes[0], prefix, 2*res.Pairs, nil)
 	if err != nil {
 		return err
 	}
+	// A message's content is its send time (stamp); what arrives from an
+	// earlier step is not counted in this one.
 	var (
-		mu    sync.Mutex
-		start = map[string]time.Time{}
-		lats  []time.Duration
-		got   atomic.Int64
+		mu       sync.Mutex
+		lats     []int64
+		got      atomic.Int64
+		stepFrom atomic.Int64
 	)
 	onEvent := func(e client.Event) {
 		if e.Type != client.EventMessage || e.Message == nil {
 			return
 		}
-		now := time.Now()
-		mu.Lock()
-		if t0, ok := start[e.Message.Content]; ok {
-			lats = append(lats, now.Sub(t0))
-			delete(start, e.Message.Content)
-			got.Add(1)
+		sent, ok := unstamp(e.Message.Content)
+		if !ok || sent < stepFrom.Load() {
+			return
 		}
+		lat := nowNanos() - sent
+		mu.Lock()
+		lats = append(lats, lat)
 		mu.Unlock()
+		got.Add(1)
 	}
 	conns := make([]*client.Conn, len(users))
 	defer func() {
@@ -134,9 +135,10 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 	rates := cfg.clusterRates
 	for _, rate := range rates {
 		mu.Lock()
-		lats, start = lats[:0], map[string]time.Time{}
+		lats = lats[:0]
 		mu.Unlock()
 		got.Store(0)
+		stepFrom.Store(nowNanos())
 		var sent atomic.Int64
 		dur := cfg.clusterStep
 		interval := time.Duration(float64(time.Second) / rate)
@@ -155,11 +157,8 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 			case now := <-tick.C:
 				for due := int(now.Sub(t0).Seconds() * rate); n < due; {
 					p := n % res.Pairs
-					content := fmt.Sprintf("r%g-%d", rate, n)
+					content := stamp(0)
 					n++
-					mu.Lock()
-					start[content] = time.Now()
-					mu.Unlock()
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
@@ -181,8 +180,9 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 		mu.Lock()
 		st := clusterStep{Rate: rate, Sent: sent.Load(), Delivered: got.Load()}
 		st.Lost = max(st.Sent-st.Delivered, 0)
-		st.P50Ms, st.P99Ms = pct(lats, 0.50), pct(lats, 0.99)
+		l := summarize(lats)
 		mu.Unlock()
+		st.P50Ms, st.P99Ms = ms(l.p50), ms(l.p99)
 		achieved := float64(st.Sent) / dur.Seconds()
 		st.Sustained = st.Lost == 0 && st.P99Ms <= float64(cfg.p99Bound.Milliseconds()) && achieved >= 0.95*rate
 		if st.Sustained {
@@ -204,7 +204,7 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 	defer cancel()
 	var sends atomic.Int64
 	var dmu sync.Mutex
-	var dl []time.Duration
+	var dl []int64
 	var wg sync.WaitGroup
 	for i := range cfg.clusterSenders {
 		wg.Add(1)
@@ -212,13 +212,13 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 			defer wg.Done()
 			from, to := users[(2*i)%len(users)], users[(2*i+1)%len(users)]
 			c := client.New(nodes[i%len(nodes)], client.WithHTTPClient(hc), client.WithToken(from.Token, from.ID))
-			var mine []time.Duration
+			var mine []int64
 			for k := 0; dctx.Err() == nil; k++ {
-				t0 := time.Now()
+				t0 := nowNanos()
 				if _, err := c.Send(dctx, client.SendInput{To: to.ID, Content: fmt.Sprintf("d%d-%d", i, k)}); err != nil {
 					break
 				}
-				mine = append(mine, time.Since(t0))
+				mine = append(mine, nowNanos()-t0)
 				sends.Add(1)
 			}
 			dmu.Lock()
@@ -229,7 +229,8 @@ func runClusterProbe(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 	wg.Wait()
 	d.Sends = sends.Load()
 	d.PerSec = math.Round(float64(d.Sends) / d.Seconds)
-	d.P50Ms, d.P99Ms = pct(dl, 0.5), pct(dl, 0.99)
+	dlat := summarize(dl)
+	d.P50Ms, d.P99Ms = ms(dlat.p50), ms(dlat.p99)
 	res.Durable = d
 	fmt.Fprintf(stderr, "  durable sends: %d senders, %.0f sends/s, p50 %.2f ms, p99 %.2f ms\n", d.Senders, d.PerSec, d.P50Ms, d.P99Ms)
 
@@ -259,30 +260,4 @@ func renderCluster(r clusterResult) string {
 	fmt.Fprintf(&b, "\nHighest sustained 1:1 rate: %.0f msg/s.\n\nDurable sends over HTTP: %d concurrent senders spread over the nodes, %.0f s: **%.0f sends/s** (p50 %.2f ms, p99 %.2f ms).\n",
 		r.Sustained, r.Durable.Senders, r.Durable.Seconds, r.Durable.PerSec, r.Durable.P50Ms, r.Durable.P99Ms)
 	return b.String()
-}
-
-func pct(d []time.Duration, q float64) float64 {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)
-	return math.Round(float64(s[max(i, 0)])/1e3) / 1e3
-}
-
-// signupPrefixed signs up n users named prefix<i> (4 at a time: the server
-// hashes at most 4 passwords at once).
-func signupPrefixed(ctx context.Context, base, prefix string, n int) ([]account, error) {
-	users := make([]account, n)
-	err := parallel(ctx, n, 4, func(i int) error {
-		name := prefix + strconv.Itoa(i)
-		a, err := client.New(base).Signup(ctx, client.SignupInput{Username: name, Password: benchPassword})
-		if err != nil {
-			return fmt.Errorf("signup %s: %w", name, err)
-		}
-		users[i] = account{ID: a.User.ID, Token: a.Token, Name: name}
-		return nil
-	})
-	return users, err
 }

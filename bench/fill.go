@@ -21,14 +21,14 @@ import (
 // measures any store behind the API. It serves the history probe
 // (-history) and the protocol bench's -prefill.
 
-// signupUsers signs up n users on the server at base (at most 4 at once:
-// the server hashes at most 4 passwords at a time). progress, if set, is
-// told how many are done.
-func signupUsers(ctx context.Context, base string, n int, progress func(done int)) ([]account, error) {
+// signupUsers signs up n users named prefix0000, prefix0001, … on the
+// server at base (at most 4 at once: the server hashes at most 4 passwords
+// at a time). progress, if set, is told how many are done.
+func signupUsers(ctx context.Context, base, prefix string, n int, progress func(done int)) ([]account, error) {
 	users := make([]account, n)
 	var done atomic.Int64
 	err := parallel(ctx, n, 4, func(i int) error {
-		name := fmt.Sprintf("bench%04d", i)
+		name := fmt.Sprintf("%s%04d", prefix, i)
 		a, err := client.New(base).Signup(ctx, client.SignupInput{Username: name, Password: benchPassword})
 		if err != nil {
 			return fmt.Errorf("signup %s: %w", name, err)

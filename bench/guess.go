@@ -20,19 +20,24 @@ import (
 
 func runGuessProbe(ctx context.Context, base string, dur time.Duration, stdout, stderr io.Writer) error {
 	prefix := fmt.Sprintf("g%d_", time.Now().UnixNano()%1_000_000)
-	users, err := signupPrefixed(ctx, base, prefix, 2)
+	users, err := signupUsers(ctx, base, prefix, 2, nil)
 	if err != nil {
 		return err
 	}
 	victim, bystander := users[0], users[1]
 	me := client.New(base, client.WithToken(bystander.Token, bystander.ID))
-	var quiet []time.Duration
+	timeMe := func() (int64, error) {
+		t0 := nowNanos()
+		err := me.Do(ctx, "GET", "/v1/me", nil, nil)
+		return nowNanos() - t0, err
+	}
+	var quiet, during []int64
 	for range 50 { // the bystander's latency before
-		t0 := time.Now()
-		if err := me.Do(ctx, "GET", "/v1/me", nil, nil); err != nil {
+		d, err := timeMe()
+		if err != nil {
 			return err
 		}
-		quiet = append(quiet, time.Since(t0))
+		quiet = append(quiet, d)
 	}
 	gctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
@@ -61,19 +66,19 @@ func runGuessProbe(ctx context.Context, base string, dur time.Duration, stdout, 
 			}
 		}()
 	}
-	var during []time.Duration
 	for gctx.Err() == nil {
-		t0 := time.Now()
-		if err := me.Do(ctx, "GET", "/v1/me", nil, nil); err != nil {
+		d, err := timeMe()
+		if err != nil {
 			return err
 		}
-		during = append(during, time.Since(t0))
+		during = append(during, d)
 		time.Sleep(10 * time.Millisecond) // a person's pace, not a load generator's
 	}
 	wg.Wait()
 	fmt.Fprintf(stdout, "guessing %s for %v from 64 clients: %d wrong passwords checked, %d refused with 429, %d other answers\n",
 		base, dur, checked.Load(), limited.Load(), other.Load())
+	q, d := summarize(quiet), summarize(during)
 	fmt.Fprintf(stdout, "another user's GET /v1/me: p50 %.2f ms, p99 %.2f ms before; p50 %.2f ms, p99 %.2f ms during (%d requests)\n",
-		pct(quiet, 0.5), pct(quiet, 0.99), pct(during, 0.5), pct(during, 0.99), len(during))
+		ms(q.p50), ms(q.p99), ms(d.p50), ms(d.p99), d.n)
 	return nil
 }

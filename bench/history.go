@@ -336,7 +336,7 @@ func (h *historyProbe) run(ctx context.Context, name, bin, source string) (run H
 		nGroups = 0
 	}
 	h.prog.stage(fmt.Sprintf("%s · signing up %d users, %d groups of %d", name, cfg.users, nGroups, cfg.group), float64(cfg.users)*0.03+float64(nGroups)*0.05)
-	users, err := signupUsers(ctx, srv.base, cfg.users, func(done int) {
+	users, err := signupUsers(ctx, srv.base, "bench", cfg.users, func(done int) {
 		h.prog.advance(float64(done) / float64(cfg.users))
 		h.prog.note(fmt.Sprintf("%d/%d signed up", done, cfg.users))
 	})

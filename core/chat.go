@@ -148,19 +148,18 @@ func (s *Service) sweepLoop(ctx context.Context) {
 // the store's group commit. On a cluster every node sees every change
 // (see clusterPresence) and tells only the friends connected to it.
 func (s *Service) presenceLoop(ctx context.Context) {
-	changes := s.presenceChanges(ctx)
-	publish := s.bus.Publish
+	changes, publish := s.presence.changes, s.bus.Publish
 	if s.cluster != nil {
-		publish = s.cluster.bus.PublishLocal
+		changes, publish = s.cluster.changes, s.cluster.bus.PublishLocal
 	}
 	for {
-		var first clusterChange
+		var first PresenceChange
 		select {
 		case <-ctx.Done():
 			return
 		case first = <-changes:
 		}
-		latest := map[ID]clusterChange{first.UserID: first}
+		latest := map[ID]PresenceChange{first.UserID: first}
 		order := []ID{first.UserID}
 	drain:
 		for len(order) < 1024 {
@@ -178,7 +177,7 @@ func (s *Service) presenceLoop(ctx context.Context) {
 		var wg sync.WaitGroup
 		for _, uid := range order {
 			wg.Add(1)
-			go func(uid ID, c clusterChange) {
+			go func(uid ID, c PresenceChange) {
 				defer wg.Done()
 				if c.store {
 					if err := s.store.SavePresence(ctx, uid, c.Presence); err != nil {
@@ -201,31 +200,6 @@ func (s *Service) presenceLoop(ctx context.Context) {
 		}
 		wg.Wait()
 	}
-}
-
-// presenceChanges is where the status changes the loop acts on come from.
-func (s *Service) presenceChanges(ctx context.Context) <-chan clusterChange {
-	if s.cluster != nil {
-		return s.cluster.changes
-	}
-	out := make(chan clusterChange)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case c := <-s.presence.Changes():
-				select {
-				case out <- clusterChange{c, true}:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out
 }
 
 // ---- accounts ----

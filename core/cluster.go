@@ -63,7 +63,7 @@ type clusterPresence struct {
 	nodes   map[uint64]*peerNode
 	remote  map[ID]int // how many live peers have the user online
 	gone    map[ID]Presence
-	changes chan clusterChange
+	changes chan PresenceChange
 	inbox   chan []byte
 	// onRevoke is told of devices logged out on other nodes (set before
 	// run starts).
@@ -73,14 +73,6 @@ type clusterPresence struct {
 type peerNode struct {
 	seen  time.Time
 	users map[ID]Time
-}
-
-// clusterChange is a change of a user's cluster-wide status; store is set
-// on the node whose own device caused it (or for a dead peer, every node:
-// the write is idempotent and rare).
-type clusterChange struct {
-	PresenceChange
-	store bool
 }
 
 // presenceMsg is what nodes tell each other.
@@ -111,7 +103,7 @@ func newClusterPresence(local *PresenceEngine, bus ClusterBus, offlineAfter time
 		nodes:   make(map[uint64]*peerNode),
 		remote:  make(map[ID]int),
 		gone:    make(map[ID]Presence),
-		changes: make(chan clusterChange, 1<<16),
+		changes: make(chan PresenceChange, 1<<16),
 		inbox:   make(chan []byte, 4096),
 	}
 	bus.OnBroadcast(c.receive)
@@ -210,7 +202,9 @@ func (c *clusterPresence) transitionLocked(uid ID, was bool, at Time, store bool
 		// "online" that presenceOf shows as offline.
 		c.gone[uid] = p
 	}
-	c.changes <- clusterChange{PresenceChange{uid, p}, store}
+	// store is set on the node whose own device caused the change (for a
+	// dead peer, on every node: the write is idempotent and rare).
+	c.changes <- PresenceChange{uid, p, store}
 }
 
 func (c *clusterPresence) peer(inst uint64) *peerNode {

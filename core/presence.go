@@ -9,6 +9,9 @@ import (
 type PresenceChange struct {
 	UserID ID
 	Presence
+	// store: this node records the change (its own devices caused it; on
+	// a cluster, see clusterPresence).
+	store bool
 }
 
 // PresenceEngine tracks which devices are active. A device is active while
@@ -95,7 +98,7 @@ func (p *PresenceEngine) update(uid, did ID, conns int) {
 		d.conns = 0
 	}
 	if wentOnline {
-		p.emit(PresenceChange{uid, Presence{Online, stamp(now)}})
+		p.emit(PresenceChange{uid, Presence{Online, stamp(now)}, true})
 	}
 	p.mu.Unlock()
 }
@@ -139,7 +142,7 @@ func (p *PresenceEngine) Forget(uid, did ID) {
 		if d != nil {
 			last = d.lastSeen
 		}
-		p.emit(PresenceChange{uid, Presence{Offline, stamp(last)}})
+		p.emit(PresenceChange{uid, Presence{Offline, stamp(last)}, true})
 	}
 }
 
@@ -201,7 +204,7 @@ func (p *PresenceEngine) Sweep() {
 		}
 		if len(u.devices) == 0 {
 			delete(p.users, uid)
-			p.emit(PresenceChange{uid, Presence{Offline, stamp(last)}})
+			p.emit(PresenceChange{uid, Presence{Offline, stamp(last)}, true})
 		}
 	}
 }

@@ -21,6 +21,7 @@ type tokenCache struct {
 	byHash   map[string]cachedDevice
 	byDevice map[ID]string
 	revoked  map[ID]time.Time
+	swept    time.Time
 }
 
 type cachedDevice struct {
@@ -75,12 +76,15 @@ func (c *tokenCache) revoke(did ID) {
 		delete(c.byDevice, did)
 	}
 	c.revoked[did] = now
-	if len(c.revoked) > c.max {
+	// Revocations matter for one TTL: forget old ones as logouts come, so
+	// the set holds about a TTL's worth of them.
+	if now.Sub(c.swept) > c.ttl || len(c.revoked) > c.max {
 		c.sweepLocked(now)
 	}
 }
 
 func (c *tokenCache) sweepLocked(now time.Time) {
+	c.swept = now
 	for h, e := range c.byHash {
 		if now.After(e.exp) {
 			delete(c.byHash, h)

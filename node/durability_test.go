@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -602,26 +601,6 @@ func (p *durProc) kill() {
 	<-p.exited
 }
 
-// durBuild builds cmd/chatgate into a temporary directory.
-func durBuild(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatal("go tool not found: cannot build the binary")
-	}
-	out, err := exec.Command(goBin, "env", "GOMOD").Output()
-	require.NoError(t, err)
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(t.TempDir(), "chatgate")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/chatgate")
-	cmd.Dir = root
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", b)
-	return bin
-}
-
 func durFreePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -703,7 +682,7 @@ func TestCrashKill9(t *testing.T) {
 	}
 	durLeakCheck(t)
 	start := time.Now()
-	bin := durBuild(t)
+	bin := testkit.Binary(t)
 	t.Logf("built the binary in %v", time.Since(start).Round(time.Millisecond))
 	dir, logDir := t.TempDir(), t.TempDir()
 	p := durStart(t, bin, dir, logDir, 0)

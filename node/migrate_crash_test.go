@@ -163,7 +163,7 @@ func TestMigrationSurvivesKill9(t *testing.T) {
 		t.Skip("-short: builds and kills the real binary") // CI runs without -short
 	}
 	durLeakCheck(t)
-	bin := durBuild(t)
+	bin := testkit.Binary(t)
 	dir, logDir := t.TempDir(), t.TempDir()
 	start0 := time.Now()
 	ld := writeLegacy(t, dir, 40, 40_000)
@@ -242,7 +242,7 @@ func TestTornWALTail(t *testing.T) {
 		t.Skip("-short: builds and kills the real binary") // CI runs without -short
 	}
 	durLeakCheck(t)
-	bin := durBuild(t)
+	bin := testkit.Binary(t)
 	tails := map[string]func(last []byte) []byte{
 		"half a record": func(last []byte) []byte { return last[len(last)/2:] },
 		"zeros":         func([]byte) []byte { return make([]byte, 1000) },

@@ -21,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	clustertest.Cleanup()
+	testkit.RemoveBinary()
 	os.Exit(code)
 }
 

@@ -5,7 +5,6 @@
 package clustertest
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,53 +49,6 @@ func (e *Env) Node(t *testing.T, opts ...testkit.Option) *testkit.Node {
 	return testkit.Start(t, all...)
 }
 
-var build struct {
-	once sync.Once
-	bin  string
-	err  error
-}
-
-// Binary builds cmd/chatgate once per test binary.
-func Binary(t *testing.T) string {
-	t.Helper()
-	build.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			build.err = fmt.Errorf("go tool not found: %w", err)
-			return
-		}
-		out, err := exec.Command(goBin, "env", "GOMOD").Output()
-		if err != nil {
-			build.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "chatgate-clustertest-")
-		if err != nil {
-			build.err = err
-			return
-		}
-		build.bin = filepath.Join(dir, "chatgate")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", build.bin, "./cmd/chatgate")
-		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-		if b, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build: %v: %s", err, b)
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.bin
-}
-
-// Cleanup removes the built binary; call it from TestMain after m.Run.
-func Cleanup() {
-	if build.bin != "" {
-		os.RemoveAll(filepath.Dir(build.bin))
-	}
-}
-
 // Proc is a node running as a process of the real binary.
 type Proc struct {
 	t      *testing.T
@@ -117,7 +68,7 @@ type Proc struct {
 func (e *Env) StartProc(t *testing.T, extra ...string) *Proc {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	p := &Proc{t: t, bin: Binary(t), Addr: addr, URL: "http://" + addr}
+	p := &Proc{t: t, bin: testkit.Binary(t), Addr: addr, URL: "http://" + addr}
 	p.args = append([]string{
 		"-addr", addr, "-public-url", p.URL, "-data", t.TempDir(),
 		"-store", e.Store, "-bus", e.NATS.URL(), "-consul", e.Consul.Addr(),

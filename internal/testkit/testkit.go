@@ -20,6 +20,10 @@ import (
 
 	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/node"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
 )
 
 // Node is a running node started by a test.
@@ -345,4 +349,54 @@ func SignupMany(t testing.TB, base, prefix string, n int) []*Client {
 		require.NoError(t, err)
 	}
 	return cs
+}
+
+var build struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// Binary builds cmd/chatgate once per test binary, for tests that run it
+// as a process (to kill -9 it). A package using it removes it from
+// TestMain with RemoveBinary.
+func Binary(t testing.TB) string {
+	t.Helper()
+	build.once.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			build.err = fmt.Errorf("go tool not found: cannot build the binary: %w", err)
+			return
+		}
+		out, err := exec.Command(goBin, "env", "GOMOD").Output()
+		if err != nil {
+			build.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "chatgate-bin-")
+		if err != nil {
+			build.err = err
+			return
+		}
+		build.bin = filepath.Join(dir, "chatgate")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, goBin, "build", "-o", build.bin, "./cmd/chatgate")
+		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build: %v: %s", err, b)
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.bin
+}
+
+// RemoveBinary deletes what Binary built; call it from TestMain after
+// m.Run.
+func RemoveBinary() {
+	if build.bin != "" {
+		os.RemoveAll(filepath.Dir(build.bin))
+	}
 }
