@@ -57,6 +57,9 @@ type StreamHooks struct {
 	// transport that writes from short-lived goroutines (WebSocket) starts
 	// one from it and reads with TryNext, so an idle connection holds no
 	// writer goroutine.
+	// It may be called before OpenStream has returned (an event can come
+	// as soon as the stream subscribes), so it must cope with a stream it
+	// does not hold yet; what it missed is read by the first TryNext.
 	Ready func()
 }
 
