@@ -246,7 +246,7 @@ func (s *Service) newDevice(uid ID, name string) (Device, string, []byte, error)
 // Signup creates an account and logs its first device in.
 func (s *Service) Signup(ctx context.Context, in SignupInput) (Auth, error) {
 	// Counted before any work: a refused signup costs no password hash.
-	if wait := s.limits.signupAddr.take(byAddr(ClientAddr(ctx))); wait > 0 {
+	if wait := s.limits.signupAddr.take(s.limits.byAddr(ClientAddr(ctx))); wait > 0 {
 		return Auth{}, rateLimited(wait)
 	}
 	if err := ValidUsername(in.Username); err != nil {
@@ -292,7 +292,7 @@ type LoginInput struct {
 func (s *Service) Login(ctx context.Context, in LoginInput) (Auth, error) {
 	// Every attempt takes a token of its account and its address first,
 	// and gets it back if the password was right: only failures count.
-	account, addr := strings.ToLower(strings.TrimSpace(in.Username)), byAddr(ClientAddr(ctx))
+	account, addr := strings.ToLower(strings.TrimSpace(in.Username)), s.limits.byAddr(ClientAddr(ctx))
 	if wait := s.limits.loginAccount.take(account); wait > 0 {
 		return Auth{}, rateLimited(wait)
 	}
@@ -596,6 +596,9 @@ func (s *Service) Send(ctx context.Context, se Session, in SendInput) (SendResul
 	}
 	if err := ValidClientMsgID(in.ClientMsgID); err != nil {
 		return SendResult{}, err
+	}
+	if wait := s.limits.sendUser.take(se.UserID.String()); wait > 0 {
+		return SendResult{}, rateLimited(wait)
 	}
 	req := SendRequest{
 		From: se.UserID, Content: in.Content, ClientMsgID: in.ClientMsgID, CreatedAt: Now(),

@@ -75,6 +75,14 @@ func (s *Service) OpenStream(se Session, cursor uint64, h StreamHooks) *Stream {
 	return st
 }
 
+// AdmitConn counts a transport connection of the caller's account for as
+// long as it lasts (call release when it ends), or refuses it with 429
+// too_many_connections past Limits.ConnsPerUser. Streaming transports call
+// it before they upgrade or answer, so a refusal is a plain HTTP error.
+func (s *Service) AdmitConn(se Session) (release func(), err error) {
+	return s.limits.admitConn(se.UserID)
+}
+
 // Draining is closed when the server starts shutting down (see Drain).
 // Transports that do not wait in Next watch it to end their streams.
 func (s *Service) Draining() <-chan struct{} { return s.draining }
@@ -275,6 +283,11 @@ const MaxPollWait = 60 * time.Second
 // request until there is an event or wait passes (long polling), woken by
 // the live event itself.
 func (s *Service) Poll(ctx context.Context, se Session, cursor uint64, limit int, wait time.Duration) (Page, error) {
+	release, err := s.AdmitConn(se)
+	if err != nil {
+		return Page{}, err
+	}
+	defer release()
 	mb := s.acquireMailbox(se)
 	defer s.releaseMailbox(se, mb)
 	s.polls.Add(1)

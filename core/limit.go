@@ -48,6 +48,21 @@ type Limits struct {
 	LoginFailuresPerAccount Rate
 	LoginFailuresPerAddress Rate
 	SignupsPerAddress       Rate
+	// SendsPerUser bounds one account's messages (HTTP and WebSocket
+	// together): a person sends a few a second, an integration or the
+	// bench's fan-out sender hundreds; what it stops is one account
+	// taking the whole node (tens of thousands of sends a second).
+	SendsPerUser Rate
+	// FramesPerSocket bounds the frames a WebSocket client sends (sends,
+	// typing, heartbeats, pings); past it the socket is closed (1008).
+	FramesPerSocket Rate
+	// ConnsPerUser bounds one account's concurrent transport connections
+	// (WebSocket, SSE, polls, held or not); 0: no limit.
+	ConnsPerUser int
+	// Loopback applies the limits by address to loopback peers too. They
+	// are exempt by default: the bench, local tools and a local reverse
+	// proxy not named by -trusted-proxies would otherwise be one client.
+	Loopback bool
 }
 
 // DefaultLimits never trouble a person, the web client or the bench.
@@ -56,13 +71,16 @@ func DefaultLimits() Limits {
 		LoginFailuresPerAccount: Rate{5, time.Minute},
 		LoginFailuresPerAddress: Rate{100, time.Minute},
 		SignupsPerAddress:       Rate{100, time.Hour},
+		SendsPerUser:            Rate{500, time.Second},
+		FramesPerSocket:         Rate{1000, time.Second},
+		ConnsPerUser:            64,
 	}
 }
 
 // rateLimited is the error of a refused request: 429 rate_limited, with
 // RetryAfter saying when to try again.
 func rateLimited(wait time.Duration) *Error {
-	e := Errorf(KindRateLimited, "rate_limited", "too many attempts; retry in %d s", int(math.Ceil(wait.Seconds())))
+	e := Errorf(KindRateLimited, "rate_limited", "too many requests; retry in %d s", int(math.Ceil(wait.Seconds())))
 	e.RetryAfter = wait
 	return e
 }
@@ -159,15 +177,21 @@ func (bs *buckets) sweepLocked(now time.Time) {
 
 // limiter applies Limits.
 type limiter struct {
-	loginAccount, loginAddr, signupAddr *buckets
+	loginAccount, loginAddr, signupAddr, sendUser *buckets
+	loopback                                      bool
+
+	connsMax int
+	connsMu  sync.Mutex
+	conns    map[ID]int
 }
 
 // byAddr is the key of addr's bucket, or "" for an address that is not
-// limited: loopback, where the bench, local tools and a local reverse proxy
-// (not named by -trusted-proxies) would otherwise all be one client. Limits
-// by account still apply there.
-func byAddr(addr string) string {
-	if a, err := netip.ParseAddr(addr); err != nil || a.IsLoopback() {
+// limited: loopback (unless Limits.Loopback), where the bench, local tools
+// and a local reverse proxy (not named by -trusted-proxies) would otherwise
+// all be one client. Limits by account still apply there.
+func (l *limiter) byAddr(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || (a.IsLoopback() && !l.loopback) {
 		return ""
 	}
 	return addr
@@ -175,7 +199,59 @@ func byAddr(addr string) string {
 
 func newLimiter(l Limits) *limiter {
 	return &limiter{loginAccount: newBuckets(l.LoginFailuresPerAccount),
-		loginAddr: newBuckets(l.LoginFailuresPerAddress), signupAddr: newBuckets(l.SignupsPerAddress)}
+		loginAddr: newBuckets(l.LoginFailuresPerAddress), signupAddr: newBuckets(l.SignupsPerAddress),
+		sendUser: newBuckets(l.SendsPerUser), loopback: l.Loopback,
+		connsMax: l.ConnsPerUser, conns: make(map[ID]int)}
+}
+
+// ErrTooManyConnections refuses a connection past a per-user or
+// per-address connection limit.
+func ErrTooManyConnections(max int) *Error {
+	e := Errorf(KindRateLimited, "too_many_connections", "too many connections (at most %d); close some and retry", max)
+	e.RetryAfter = time.Second
+	return e
+}
+
+// admitConn counts a connection of uid, or refuses it past ConnsPerUser.
+func (l *limiter) admitConn(uid ID) (release func(), err error) {
+	if l.connsMax <= 0 {
+		return func() {}, nil
+	}
+	l.connsMu.Lock()
+	defer l.connsMu.Unlock()
+	if l.conns[uid] >= l.connsMax {
+		return nil, ErrTooManyConnections(l.connsMax)
+	}
+	l.conns[uid]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.connsMu.Lock()
+			defer l.connsMu.Unlock()
+			if l.conns[uid]--; l.conns[uid] <= 0 {
+				delete(l.conns, uid)
+			}
+		})
+	}, nil
+}
+
+// Allowance is one token bucket with no key, for a limit held by a single
+// owner (a socket's frames).
+type Allowance struct {
+	bs *buckets
+}
+
+// NewAllowance returns a full bucket of r; the zero Rate allows everything.
+func NewAllowance(r Rate) *Allowance {
+	if r.N == 0 {
+		return &Allowance{}
+	}
+	return &Allowance{bs: newBuckets(r)}
+}
+
+// Take spends a token, or says how long until one is there.
+func (a *Allowance) Take() time.Duration {
+	return a.bs.take("socket")
 }
 
 type addrKey struct{}

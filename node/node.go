@@ -51,6 +51,9 @@ type Config struct {
 	Clock              func() time.Time // the id generator's clock; tests skew it
 	Limits             core.Limits      // rate limits (DefaultLimits)
 	TrustedProxies     []netip.Prefix   // peers whose X-Forwarded-For names the client
+	MaxConnsPerAddress int              // open TCP connections per client address; 0: no limit
+	ReadHeaderTimeout  time.Duration    // time to send a request's headers; default 10 s
+	MetricsAddr        string           // serve /metrics here instead of on Addr
 	HeartbeatInterval  time.Duration    // what clients are told to send
 	OfflineAfter       time.Duration    // silence before a user is offline
 	PushWebhook        string           // webhook URL; empty: log notifier
@@ -65,7 +68,7 @@ func Defaults() Config {
 	return Config{
 		Addr: ":8080", DataDir: "./data", NodeID: 1,
 		HeartbeatInterval: 5 * time.Second, OfflineAfter: 30 * time.Second,
-		Limits: core.DefaultLimits(),
+		Limits: core.DefaultLimits(), MaxConnsPerAddress: 1000, ReadHeaderTimeout: 10 * time.Second,
 	}
 }
 
@@ -110,6 +113,12 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = 5 * time.Second
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
+	if cfg.MaxConnsPerAddress < 0 || cfg.Limits.ConnsPerUser < 0 {
+		return nil, errors.New("connection limits must not be negative")
 	}
 	var notifier core.Notifier = push.Log{Logger: log}
 	if cfg.PushWebhook != "" {
@@ -177,6 +186,17 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	undo = append(undo, func() { n.ln.Close() })
+	n.ln = gateway.AddrLimit{Max: cfg.MaxConnsPerAddress, Exempt: func(a netip.Addr) bool {
+		if a.IsLoopback() && !cfg.Limits.Loopback {
+			return true
+		}
+		for _, p := range cfg.TrustedProxies {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}}.Listener(n.ln)
 	n.svc = core.New(core.Config{HeartbeatInterval: cfg.HeartbeatInterval, OfflineAfter: cfg.OfflineAfter, Limits: cfg.Limits},
 		n.store, bus, notifier, n.ids, log)
 	undo = append(undo, n.svc.Close)
@@ -212,7 +232,7 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	n.srv = &http.Server{
 		Handler:           gw,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -50,6 +50,11 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 				return core.Errorf(core.KindInvalid, "invalid_cursor", "Last-Event-ID must be a non-negative integer")
 			}
 		}
+		release, err := svc.AdmitConn(se)
+		if err != nil {
+			return err
+		}
+		defer release()
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-store")

@@ -18,6 +18,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -96,12 +97,21 @@ func (ep *endpoint) serve(w http.ResponseWriter, r *http.Request, se core.Sessio
 	if !websocket.IsWebSocketUpgrade(r) {
 		return core.Errorf(core.KindInvalid, "websocket_upgrade_required", "this endpoint needs a WebSocket upgrade request")
 	}
+	release, err := ep.svc.AdmitConn(se)
+	if err != nil {
+		return err
+	}
 	ws, err := ep.up.Upgrade(w, r, nil)
 	if err != nil {
+		release()
 		return nil // the upgrader has answered the request
 	}
 	ws.SetReadLimit(wire.MaxBodyBytes)
-	c := &conn{ep: ep, ws: ws, nc: ws.NetConn(), se: se}
+	c := &conn{ep: ep, ws: ws, nc: ws.NetConn(), raw: ws.NetConn(), se: se, release: release,
+		frames: core.NewAllowance(ep.svc.Config().Limits.FramesPerSocket)}
+	if u, ok := c.nc.(interface{ NetConn() net.Conn }); ok {
+		c.raw = u.NetConn()
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ep.mu.Lock()
 	if ep.closed {
@@ -173,11 +183,17 @@ type conn struct {
 	ep     *endpoint
 	ws     *websocket.Conn
 	nc     net.Conn
+	raw    net.Conn // nc unwrapped: writev needs the *net.TCPConn
 	se     core.Session
 	st     *core.Stream // set under mu once opened; kicks before that wait for the one after
 	ctx    context.Context
 	cancel context.CancelFunc
 	ping   *time.Timer
+	// release ends the connection's count against the user's limit.
+	release func()
+	// frames is the client's allowance of frames; past it the socket is
+	// closed, since a client flooding frames is broken or hostile.
+	frames *core.Allowance
 
 	mu      sync.Mutex // guards the three flags
 	writing bool       // a writer goroutine runs
@@ -319,7 +335,7 @@ func (c *conn) send(w *frames, timeout time.Duration) error {
 	defer c.wmu.Unlock()
 	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
 	bufs := w.bufs // WriteTo consumes the slice it is given
-	_, err := bufs.WriteTo(c.nc)
+	_, err := bufs.WriteTo(c.raw)
 	return err
 }
 
@@ -352,6 +368,13 @@ var pingFrame = []byte{0x80 | opPing, 0}
 func (c *conn) read() {
 	defer c.finish()
 	c.ws.SetPongHandler(func(string) error { return c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait)) })
+	ping := c.ws.PingHandler()
+	c.ws.SetPingHandler(func(data string) error {
+		if c.frames.Take() > 0 {
+			return errFrameFlood
+		}
+		return ping(data)
+	})
 	// The client's close is answered (unless ours crossed it) under the
 	// frame lock; ReadMessage then returns and the socket is torn down.
 	c.ws.SetCloseHandler(func(code int, _ string) error {
@@ -363,6 +386,14 @@ func (c *conn) read() {
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait))
 		mt, r, err := c.ws.NextReader()
+		if errors.Is(err, errFrameFlood) || err == nil && c.frames.Take() > 0 {
+			c.closeWith(websocket.ClosePolicyViolation, "rate_limited")
+			// Whatever else the client sends is dropped until it answers
+			// the close or closeWait passes: closing with unread bytes
+			// would reset the connection and lose the close frame.
+			_, _ = io.Copy(io.Discard, c.nc)
+			return
+		}
 		if err != nil {
 			return
 		}
@@ -408,8 +439,12 @@ func (c *conn) finish() {
 	c.ep.mu.Lock()
 	delete(c.ep.conns, c)
 	c.ep.mu.Unlock()
+	c.release()
 	c.ep.wg.Done()
 }
+
+// errFrameFlood ends the reader of a client past its frame allowance.
+var errFrameFlood = errors.New("ws: too many frames")
 
 // WebSocket opcodes (RFC 6455 section 5.2).
 const (
