@@ -21,6 +21,7 @@ type Config struct {
 	HeartbeatInterval time.Duration // what clients are told to send
 	OfflineAfter      time.Duration // silence after which a user is offline
 	Limits            Limits        // rate limits; the zero value limits nothing
+	Observer          Observer      // told what happens, for metrics; nil: nobody
 }
 
 // Service is the chat core. Create it with New and stop it with Close.
@@ -38,6 +39,7 @@ type Service struct {
 	tokens  *tokenCache      // nil on a single node (its store is in process)
 	limits  *limiter
 	pusher  *pusher
+	obs     Observer
 
 	mbMu      sync.Mutex
 	mailboxes map[ID]*mailbox // polling devices, by device id
@@ -69,9 +71,13 @@ func New(cfg Config, store Store, bus Bus, notifier Notifier, ids *Snowflake, lo
 		presence:  NewPresenceEngine(cfg.OfflineAfter),
 		pusher:    newPusher(store, notifier, log),
 		limits:    newLimiter(cfg.Limits),
+		obs:       cfg.Observer,
 		mailboxes: make(map[ID]*mailbox),
 		draining:  make(chan struct{}),
 		cancel:    cancel,
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
 	}
 	s.view = s.presence
 	if cb, ok := bus.(ClusterBus); ok {
@@ -118,6 +124,10 @@ func (s *Service) Close() {
 // another node if discovery says so, and resume by cursor.
 func (s *Service) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
+// Observer is what the service reports to (transports report through it
+// too, so every figure has one way out).
+func (s *Service) Observer() Observer { return s.obs }
+
 // Config returns the service configuration.
 func (s *Service) Config() Config { return s.cfg }
 
@@ -159,12 +169,14 @@ func (s *Service) presenceLoop(ctx context.Context) {
 			return
 		case first = <-changes:
 		}
+		s.obs.PresenceChanged(first.Presence.Status == Online)
 		latest := map[ID]PresenceChange{first.UserID: first}
 		order := []ID{first.UserID}
 	drain:
 		for len(order) < 1024 {
 			select {
 			case c := <-changes:
+				s.obs.PresenceChanged(c.Presence.Status == Online)
 				if _, seen := latest[c.UserID]; !seen {
 					order = append(order, c.UserID)
 				}
@@ -247,7 +259,7 @@ func (s *Service) newDevice(uid ID, name string) (Device, string, []byte, error)
 func (s *Service) Signup(ctx context.Context, in SignupInput) (Auth, error) {
 	// Counted before any work: a refused signup costs no password hash.
 	if wait := s.limits.signupAddr.take(s.limits.byAddr(ClientAddr(ctx))); wait > 0 {
-		return Auth{}, rateLimited(wait)
+		return Auth{}, s.refuse("signup_address", wait)
 	}
 	if err := ValidUsername(in.Username); err != nil {
 		return Auth{}, err
@@ -294,11 +306,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (Auth, error) {
 	// and gets it back if the password was right: only failures count.
 	account, addr := strings.ToLower(strings.TrimSpace(in.Username)), s.limits.byAddr(ClientAddr(ctx))
 	if wait := s.limits.loginAccount.take(account); wait > 0 {
-		return Auth{}, rateLimited(wait)
+		return Auth{}, s.refuse("login_account", wait)
 	}
 	if wait := s.limits.loginAddr.take(addr); wait > 0 {
 		s.limits.loginAccount.refund(account)
-		return Auth{}, rateLimited(wait)
+		return Auth{}, s.refuse("login_address", wait)
 	}
 	succeeded := false
 	defer func() {
@@ -587,7 +599,14 @@ type SendInput struct {
 // Send validates and durably stores a message, then hands it to the live
 // bus for connected devices; users with no connected device get a push
 // through the durable outbox.
-func (s *Service) Send(ctx context.Context, se Session, in SendInput) (SendResult, error) {
+func (s *Service) Send(ctx context.Context, se Session, in SendInput) (res SendResult, err error) {
+	defer func(start time.Time) {
+		result := "ok"
+		if err != nil {
+			result = AsError(err).Code
+		}
+		s.obs.Sent(result, time.Since(start))
+	}(time.Now())
 	if (in.To == nil) == (in.GroupID == nil) {
 		return SendResult{}, invalid("invalid_recipient", "give exactly one of to and group_id")
 	}
@@ -598,7 +617,7 @@ func (s *Service) Send(ctx context.Context, se Session, in SendInput) (SendResul
 		return SendResult{}, err
 	}
 	if wait := s.limits.sendUser.take(se.UserID.String()); wait > 0 {
-		return SendResult{}, rateLimited(wait)
+		return SendResult{}, s.refuse("send", wait)
 	}
 	req := SendRequest{
 		From: se.UserID, Content: in.Content, ClientMsgID: in.ClientMsgID, CreatedAt: Now(),
@@ -609,7 +628,7 @@ func (s *Service) Send(ctx context.Context, se Session, in SendInput) (SendResul
 	} else {
 		req.GroupID = *in.GroupID
 	}
-	res, err := s.store.Append(ctx, req)
+	res, err = s.store.Append(ctx, req)
 	if err != nil {
 		return res, err
 	}

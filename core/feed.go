@@ -43,6 +43,8 @@ type Stream struct {
 	q      queue
 	cancel func()
 	done   bool
+	// transport is reported with the events delivered.
+	transport string
 }
 
 // StreamHooks connect a stream to its transport. Both are called from the
@@ -61,6 +63,8 @@ type StreamHooks struct {
 	// as soon as the stream subscribes), so it must cope with a stream it
 	// does not hold yet; what it missed is read by the first TryNext.
 	Ready func()
+	// Transport names the connection's transport in metrics.
+	Transport string
 }
 
 // OpenStream starts a device's stream after cursor. The device counts as
@@ -68,7 +72,13 @@ type StreamHooks struct {
 func (s *Service) OpenStream(se Session, cursor uint64, h StreamHooks) *Stream {
 	st := &Stream{svc: s, se: se, cursor: cursor, catch: true}
 	st.q.init(StreamQueueEvents, true)
-	st.q.onCut, st.q.onPush = h.Cut, h.Ready
+	st.q.onCut = func() {
+		s.obs.SlowConsumer()
+		if h.Cut != nil {
+			h.Cut()
+		}
+	}
+	st.q.onPush, st.transport = h.Ready, h.Transport
 	st.cancel = s.bus.Subscribe(se.UserID, st.q.push)
 	s.presence.Connect(se.UserID, se.DeviceID)
 	s.streams.Add(1)
@@ -79,8 +89,20 @@ func (s *Service) OpenStream(se Session, cursor uint64, h StreamHooks) *Stream {
 // long as it lasts (call release when it ends), or refuses it with 429
 // too_many_connections past Limits.ConnsPerUser. Streaming transports call
 // it before they upgrade or answer, so a refusal is a plain HTTP error.
-func (s *Service) AdmitConn(se Session) (release func(), err error) {
-	return s.limits.admitConn(se.UserID)
+func (s *Service) AdmitConn(se Session, transport string) (release func(), err error) {
+	rel, err := s.limits.admitConn(se.UserID)
+	if err != nil {
+		s.obs.RateLimited("conns_per_user")
+		return nil, err
+	}
+	s.obs.Connected(transport, 1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			rel()
+			s.obs.Connected(transport, -1)
+		})
+	}, nil
 }
 
 // Draining is closed when the server starts shutting down (see Drain).
@@ -95,6 +117,9 @@ func (st *Stream) Cursor() uint64 { return st.cursor }
 func (st *Stream) Next(ctx context.Context, limit int) ([]Event, error) {
 	for {
 		evs, err := st.next(ctx, limit)
+		if len(evs) > 0 {
+			st.svc.obs.Delivered(st.transport, len(evs))
+		}
 		if err != nil || len(evs) > 0 {
 			return evs, err
 		}
@@ -116,7 +141,11 @@ func (st *Stream) TryNext(ctx context.Context, limit int) ([]Event, error) {
 		return nil, ErrDraining
 	default:
 	}
-	return st.next(ctx, limit)
+	evs, err := st.next(ctx, limit)
+	if len(evs) > 0 {
+		st.svc.obs.Delivered(st.transport, len(evs))
+	}
+	return evs, err
 }
 
 // next delivers what is ready: the backlog first, then the live queue.
@@ -282,12 +311,8 @@ const MaxPollWait = 60 * time.Second
 // queued for this device since its last poll. With wait > 0 it holds the
 // request until there is an event or wait passes (long polling), woken by
 // the live event itself.
+// The transport has admitted the request (AdmitConn).
 func (s *Service) Poll(ctx context.Context, se Session, cursor uint64, limit int, wait time.Duration) (Page, error) {
-	release, err := s.AdmitConn(se)
-	if err != nil {
-		return Page{}, err
-	}
-	defer release()
 	mb := s.acquireMailbox(se)
 	defer s.releaseMailbox(se, mb)
 	s.polls.Add(1)

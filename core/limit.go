@@ -77,6 +77,12 @@ func DefaultLimits() Limits {
 	}
 }
 
+// refuse counts a refusal by limit and returns its error.
+func (s *Service) refuse(limit string, wait time.Duration) *Error {
+	s.obs.RateLimited(limit)
+	return rateLimited(wait)
+}
+
 // rateLimited is the error of a refused request: 429 rate_limited, with
 // RetryAfter saying when to try again.
 func rateLimited(wait time.Duration) *Error {
@@ -212,7 +218,8 @@ func ErrTooManyConnections(max int) *Error {
 	return e
 }
 
-// admitConn counts a connection of uid, or refuses it past ConnsPerUser.
+// admitConn counts a connection of uid, or refuses it past ConnsPerUser;
+// release must be called once.
 func (l *limiter) admitConn(uid ID) (release func(), err error) {
 	if l.connsMax <= 0 {
 		return func() {}, nil
@@ -223,15 +230,12 @@ func (l *limiter) admitConn(uid ID) (release func(), err error) {
 		return nil, ErrTooManyConnections(l.connsMax)
 	}
 	l.conns[uid]++
-	var once sync.Once
 	return func() {
-		once.Do(func() {
-			l.connsMu.Lock()
-			defer l.connsMu.Unlock()
-			if l.conns[uid]--; l.conns[uid] <= 0 {
-				delete(l.conns, uid)
-			}
-		})
+		l.connsMu.Lock()
+		defer l.connsMu.Unlock()
+		if l.conns[uid]--; l.conns[uid] <= 0 {
+			delete(l.conns, uid)
+		}
 	}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -38,6 +39,11 @@ type Options struct {
 	// (for rate limits by address); from any other peer the header is
 	// ignored, since a client could send any address in it.
 	TrustedProxies []netip.Prefix
+	// Observe, if set, is told of every request once answered: its route
+	// pattern (never the path, which holds ids; "other" for no route), its
+	// status, its time, and whether it was a transport's connection
+	// (streams and held polls last as long as the client stays).
+	Observe func(route, method string, status int, d time.Duration, transport bool)
 }
 
 // New builds the HTTP handler. Transports are listed by /v1/negotiate in the
@@ -47,6 +53,9 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	e.HideBanner, e.HidePort = true, true
 	g := &Gateway{svc: svc, disc: disc, transports: eps, log: log, echo: e, trusted: o.TrustedProxies}
 	e.HTTPErrorHandler = errorHandler(log)
+	if o.Observe != nil {
+		e.Use(observe(e, eps, o.Observe))
+	}
 	e.Use(middleware.Recover())
 	// Any origin may call the API: it authenticates with bearer tokens,
 	// never cookies, so a foreign page cannot act with a user's rights.
@@ -91,6 +100,43 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", g.readyz)
 	return g
+}
+
+// observe reports each request to fn. It renders the error itself, as
+// echo's request logger does, so the status is the one the client gets.
+func observe(e *echo.Echo, eps []transports.Endpoint, fn func(string, string, int, time.Duration, bool)) echo.MiddlewareFunc {
+	var (
+		once   sync.Once
+		routes map[string]bool // registered patterns; read once all are in
+	)
+	streams := map[string]bool{}
+	for _, ep := range eps {
+		streams[ep.Path] = true
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			if err := next(c); err != nil {
+				c.Error(err)
+			}
+			once.Do(func() {
+				routes = map[string]bool{}
+				for _, r := range e.Routes() {
+					routes[r.Path] = true
+				}
+			})
+			route := c.Path()
+			if !routes[route] {
+				route = "other"
+			}
+			method := c.Request().Method
+			if route == "other" {
+				method = "other" // any string a client sends is not a label
+			}
+			fn(route, method, c.Response().Status, time.Since(start), streams[route])
+			return nil
+		}
+	}
 }
 
 // authed registers routes that need a valid token.

@@ -27,6 +27,7 @@ import (
 	"github.com/chatgate/chatgate/discovery"
 	"github.com/chatgate/chatgate/discovery/consul"
 	"github.com/chatgate/chatgate/gateway"
+	"github.com/chatgate/chatgate/metrics"
 	"github.com/chatgate/chatgate/push"
 	"github.com/chatgate/chatgate/transports"
 	"github.com/chatgate/chatgate/transports/all"
@@ -89,6 +90,10 @@ type Node struct {
 	disc   *consul.Discovery    // nil without Consul
 	failed chan error
 	stop   chan struct{}
+	met    *metrics.Metrics
+	msrv   *http.Server // -metrics-addr; nil when /metrics is on the main address
+	mdone  chan error
+	maddr  string
 	wg     sync.WaitGroup
 }
 
@@ -127,7 +132,8 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 		notifier = push.NewWebhook(cfg.PushWebhook, []byte(cfg.PushSecret))
 	}
-	n = &Node{cfg: cfg, log: log, done: make(chan error, 1), failed: make(chan error, 1), stop: make(chan struct{})}
+	n = &Node{cfg: cfg, log: log, done: make(chan error, 1), failed: make(chan error, 1), stop: make(chan struct{}),
+		met: metrics.New(), mdone: make(chan error, 1)}
 	// Whatever Start opened is closed again if a later step fails.
 	var undo []func()
 	defer func() {
@@ -161,13 +167,13 @@ func Start(cfg Config) (n *Node, err error) {
 		n.ids.SetClock(cfg.Clock)
 	}
 	if cfg.Store != "" {
-		pg, err := postgres.Open(ctx, cfg.Store, n.ids, log, postgres.Options{})
+		pg, err := postgres.Open(ctx, cfg.Store, n.ids, log, postgres.Options{OnCommit: n.met.Committed})
 		if err != nil {
 			return nil, err
 		}
 		n.store = pg
 	} else {
-		es, err := embedded.Open(cfg.DataDir, n.ids, log, embedded.Options{CacheBytes: int64(cfg.CacheMB) << 20})
+		es, err := embedded.Open(cfg.DataDir, n.ids, log, embedded.Options{CacheBytes: int64(cfg.CacheMB) << 20, OnCommit: n.met.Committed})
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +192,7 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	undo = append(undo, func() { n.ln.Close() })
-	n.ln = gateway.AddrLimit{Max: cfg.MaxConnsPerAddress, Exempt: func(a netip.Addr) bool {
+	n.ln = gateway.AddrLimit{Max: cfg.MaxConnsPerAddress, Refused: n.met.ConnRefused, Exempt: func(a netip.Addr) bool {
 		if a.IsLoopback() && !cfg.Limits.Loopback {
 			return true
 		}
@@ -197,7 +203,7 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 		return false
 	}}.Listener(n.ln)
-	n.svc = core.New(core.Config{HeartbeatInterval: cfg.HeartbeatInterval, OfflineAfter: cfg.OfflineAfter, Limits: cfg.Limits},
+	n.svc = core.New(core.Config{HeartbeatInterval: cfg.HeartbeatInterval, OfflineAfter: cfg.OfflineAfter, Limits: cfg.Limits, Observer: n.met},
 		n.store, bus, notifier, n.ids, log)
 	undo = append(undo, n.svc.Close)
 	n.eps = all.Endpoints(n.svc, all.Options{Heartbeat: cfg.StreamHeartbeat, WriteTimeout: cfg.StreamWriteTimeout})
@@ -213,7 +219,21 @@ func Start(cfg Config) (n *Node, err error) {
 		undo = append(undo, func() { n.disc.Close() })
 		disc = n.disc
 	}
-	gw := gateway.New(n.svc, disc, n.eps, log, gateway.Options{TrustedProxies: cfg.TrustedProxies})
+	gw := gateway.New(n.svc, disc, n.eps, log, gateway.Options{TrustedProxies: cfg.TrustedProxies, Observe: n.met.Request})
+	if cfg.MetricsAddr == "" {
+		gw.Echo().GET("/metrics", echo.WrapHandler(n.met.Handler()))
+	} else {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on -metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+		n.maddr = mln.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", n.met.Handler())
+		n.msrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
+		go func() { n.mdone <- n.msrv.Serve(mln) }()
+		undo = append(undo, func() { _ = n.msrv.Close(); <-n.mdone })
+	}
 	// The web client at / and /assets/*; /v1/* and /healthz stay the API's.
 	var nodes func() []string
 	if n.disc != nil {
@@ -345,6 +365,12 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 // URL is http://Addr.
 func (n *Node) URL() string { return "http://" + n.Addr() }
 
+// MetricsAddr is where -metrics-addr serves /metrics ("" when on Addr).
+func (n *Node) MetricsAddr() string { return n.maddr }
+
+// Metrics are the node's series, for in-process tests.
+func (n *Node) Metrics() *metrics.Metrics { return n.met }
+
 // Service is the node's core, for in-process tests and tools.
 func (n *Node) Service() *core.Service { return n.svc }
 
@@ -374,6 +400,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.svc.Close()
 	if serr := <-n.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
+	}
+	if n.msrv != nil {
+		_ = n.msrv.Close() // scrapes are short; nothing to wait for
+		<-n.mdone
 	}
 	n.wg.Wait()
 	if n.disc != nil {

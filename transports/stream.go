@@ -21,7 +21,7 @@ const StreamBatch = 100
 // goroutines started by core.StreamHooks.Ready, so an idle socket holds
 // none.
 func Pump(ctx context.Context, svc *core.Service, se core.Session, cursor uint64, t Transport, heartbeat time.Duration, ping func() error) error {
-	st := svc.OpenStream(se, cursor, core.StreamHooks{Cut: func() { _ = t.Close() }})
+	st := svc.OpenStream(se, cursor, core.StreamHooks{Cut: func() { _ = t.Close() }, Transport: t.Name()})
 	defer st.Close()
 	for {
 		wctx, cancel := ctx, context.CancelFunc(func() {})

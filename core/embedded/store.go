@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/core/buntdb"
@@ -29,6 +30,8 @@ type Options struct {
 	// CacheBytes bounds the history's block cache (pebble.DefaultCacheBytes
 	// if zero).
 	CacheBytes int64
+	// OnCommit is told of every durable group commit of the history.
+	OnCommit func(requests int, d time.Duration)
 }
 
 // Store is the embedded core.Store. Users and social calls go to buntdb,
@@ -50,7 +53,7 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger, o Options) (*Store,
 	if err != nil {
 		return nil, err
 	}
-	history, err := pebble.Open(filepath.Join(dir, "history"), social, ids, log, pebble.Options{CacheBytes: o.CacheBytes})
+	history, err := pebble.Open(filepath.Join(dir, "history"), social, ids, log, pebble.Options{CacheBytes: o.CacheBytes, OnCommit: o.OnCommit})
 	if err != nil {
 		social.Close()
 		return nil, err

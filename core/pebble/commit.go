@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -183,6 +184,7 @@ type batch struct {
 	reqs    int
 	size    int
 	durable bool // some request needs the fsync although it wrote nothing
+	start   time.Time
 }
 
 func (b *batch) full() bool { return b.reqs >= maxBatchReqs || b.size >= maxBatchBytes }
@@ -217,7 +219,7 @@ func (s *Store) take(first *writeReq) *batch {
 		// inbox keys then hold every head the cache did.
 		clear(s.heads)
 	}
-	b := &batch{pb: s.db.NewBatch(), overlay: make(map[string]op)}
+	b := &batch{pb: s.db.NewBatch(), overlay: make(map[string]op), start: time.Now()}
 	s.add(b, first)
 	for !b.full() {
 		select {
@@ -328,6 +330,9 @@ func (s *Store) syncer(in <-chan *batch, done chan<- struct{}) {
 			s.synced(b.ticket)
 		}
 		err = errors.Join(err, b.pb.Close())
+		if err == nil && s.onCommit != nil {
+			s.onCommit(len(b.ok), time.Since(b.start))
+		}
 		if err == nil {
 			for _, m := range b.msgs {
 				s.recent.add(m.ds, m.raw)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -43,6 +44,9 @@ type Options struct {
 	// are held, and the write-ahead log replayed after a crash is at most
 	// about this much, so it bounds restart time too.
 	MemTableBytes uint64
+	// OnCommit, if set, is told of every durable group commit: its write
+	// requests and the time from its first request to the fsync.
+	OnCommit func(requests int, d time.Duration)
 }
 
 // DefaultCacheBytes is the block cache of a node that does not set one.
@@ -54,10 +58,11 @@ const FormatVersion = 1
 
 // Store is the history half of the embedded store.
 type Store struct {
-	db  *pebble.DB
-	dir Directory
-	ids *core.Snowflake
-	log *slog.Logger
+	onCommit func(requests int, d time.Duration)
+	db       *pebble.DB
+	dir      Directory
+	ids      *core.Snowflake
+	log      *slog.Logger
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -147,7 +152,7 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 		reqs: writeq.New[*writeReq](maxBatchReqs), stopped: make(chan struct{}),
 		heads: make(map[core.ID]uint64), convs: make(map[userConv]struct{}),
 		pending: make(map[core.ID][]uint64),
-		recent:  newRecent(recentBytes),
+		recent:  newRecent(recentBytes), onCommit: o.OnCommit,
 	}
 	if err := s.checkFormat(); err != nil {
 		db.Close()

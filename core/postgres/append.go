@@ -118,7 +118,11 @@ func (s *Store) commit(batch []*appendReq) {
 	if len(live) == 0 {
 		return
 	}
+	start := time.Now()
 	err := s.runBatch(ctx, live)
+	if err == nil && s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(live), time.Since(start))
+	}
 	if err != nil && len(live) > 1 && pgError(err) != nil {
 		// The server refused a statement, so the transaction wrote
 		// nothing: run each request alone, and only the culprit fails.

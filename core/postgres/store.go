@@ -22,6 +22,9 @@ import (
 
 // Options tune the store; the zero value is the default.
 type Options struct {
+	// OnCommit, if set, is told of every append batch committed: its
+	// requests and how long the transaction took.
+	OnCommit func(requests int, d time.Duration)
 	// MaxConns bounds the connection pool (default 16, unless the URL
 	// sets pool_max_conns).
 	MaxConns int32

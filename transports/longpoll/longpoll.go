@@ -33,6 +33,6 @@ func New(svc *core.Service) transports.Endpoint {
 			}
 			wait = time.Duration(secs) * time.Second
 		}
-		return poll.Serve(w, r, svc, se, wait)
+		return poll.Serve(w, r, svc, se, Name, wait)
 	}}
 }

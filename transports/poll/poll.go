@@ -17,13 +17,14 @@ const Name = "polling"
 // New returns the short-polling endpoint.
 func New(svc *core.Service) transports.Endpoint {
 	return transports.Endpoint{Name: Name, Path: "/v1/poll", Handler: func(w http.ResponseWriter, r *http.Request, se core.Session) error {
-		return Serve(w, r, svc, se, 0)
+		return Serve(w, r, svc, se, Name, 0)
 	}}
 }
 
 // Serve answers a polling request, holding it up to wait (0: answer at
-// once). Short and long polling differ only in wait.
-func Serve(w http.ResponseWriter, r *http.Request, svc *core.Service, se core.Session, wait time.Duration) error {
+// once). Short and long polling differ only in wait, and in the transport
+// name the request counts under (connection limits, metrics).
+func Serve(w http.ResponseWriter, r *http.Request, svc *core.Service, se core.Session, transport string, wait time.Duration) error {
 	cursor, err := transports.Cursor(r)
 	if err != nil {
 		return err
@@ -32,10 +33,16 @@ func Serve(w http.ResponseWriter, r *http.Request, svc *core.Service, se core.Se
 	if err != nil {
 		return err
 	}
+	release, err := svc.AdmitConn(se, transport)
+	if err != nil {
+		return err
+	}
+	defer release()
 	page, err := svc.Poll(r.Context(), se, cursor, int(min(limit, core.MaxSyncEvents)), wait)
 	if err != nil {
 		return err
 	}
+	svc.Observer().Delivered(transport, len(page.Events))
 	return WritePage(w, page)
 }
 

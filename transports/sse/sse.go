@@ -50,7 +50,7 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 				return core.Errorf(core.KindInvalid, "invalid_cursor", "Last-Event-ID must be a non-negative integer")
 			}
 		}
-		release, err := svc.AdmitConn(se)
+		release, err := svc.AdmitConn(se, Name)
 		if err != nil {
 			return err
 		}

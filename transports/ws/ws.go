@@ -97,7 +97,7 @@ func (ep *endpoint) serve(w http.ResponseWriter, r *http.Request, se core.Sessio
 	if !websocket.IsWebSocketUpgrade(r) {
 		return core.Errorf(core.KindInvalid, "websocket_upgrade_required", "this endpoint needs a WebSocket upgrade request")
 	}
-	release, err := ep.svc.AdmitConn(se)
+	release, err := ep.svc.AdmitConn(se, Name)
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (ep *endpoint) serve(w http.ResponseWriter, r *http.Request, se core.Sessio
 	ep.conns[c] = struct{}{}
 	ep.wg.Add(1)
 	ep.mu.Unlock()
-	st := ep.svc.OpenStream(se, cursor, core.StreamHooks{Cut: c.cut, Ready: c.kick})
+	st := ep.svc.OpenStream(se, cursor, core.StreamHooks{Cut: c.cut, Ready: c.kick, Transport: Name})
 	c.mu.Lock()
 	c.st = st
 	c.mu.Unlock()
@@ -387,6 +387,7 @@ func (c *conn) read() {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait))
 		mt, r, err := c.ws.NextReader()
 		if errors.Is(err, errFrameFlood) || err == nil && c.frames.Take() > 0 {
+			c.ep.svc.Observer().RateLimited("ws_frames")
 			c.closeWith(websocket.ClosePolicyViolation, "rate_limited")
 			// Whatever else the client sends is dropped until it answers
 			// the close or closeWait passes: closing with unread bytes
