@@ -335,7 +335,11 @@ func (s *Service) Poll(ctx context.Context, se Session, cursor uint64, limit int
 		if eph, _ := mb.q.take(); len(eph) > 0 {
 			p.Events = append(p.Events, eph...)
 		}
-		if len(p.Events) > 0 || deadline == nil {
+		// A cursor past the inbox's head (a client that kept one from
+		// another account or a restored backup) answers at once with the
+		// head: held, it would come back with a head that has meanwhile
+		// grown, and the client would skip the messages in between.
+		if len(p.Events) > 0 || deadline == nil || p.Cursor < cursor {
 			return p, nil
 		}
 		select {

@@ -57,6 +57,7 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 		e.Use(observe(e, eps, o.Observe))
 	}
 	e.Use(middleware.Recover())
+	e.Use(apiHeaders)
 	// Any origin may call the API: it authenticates with bearer tokens,
 	// never cookies, so a foreign page cannot act with a user's rights.
 	e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
@@ -100,6 +101,20 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", g.readyz)
 	return g
+}
+
+// apiHeaders marks every API answer as private and typed: answers hold
+// tokens and messages, which no shared cache may keep, and a browser must
+// never sniff JSON into something it would run.
+func apiHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.HasPrefix(c.Request().URL.Path, "/v1/") {
+			h := c.Response().Header()
+			h.Set("Cache-Control", "no-store")
+			h.Set("X-Content-Type-Options", "nosniff")
+		}
+		return next(c)
+	}
 }
 
 // observe reports each request to fn. It renders the error itself, as

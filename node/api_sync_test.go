@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -346,4 +347,31 @@ func TestAPIHistoryPaging(t *testing.T) {
 	requireError(t, a.Do("GET", "/v1/conversations/"+ab+"/messages?after=x", nil), http.StatusBadRequest, "invalid_after")
 	requireError(t, a.Do("GET", "/v1/conversations/"+ab+"/messages?limit=0", nil), http.StatusBadRequest, "invalid_limit")
 	requireError(t, other.Do("GET", "/v1/conversations/"+ab+"/messages", nil), http.StatusNotFound, "conversation_not_found")
+}
+
+// A long poll whose cursor is past the inbox's head answers at once with
+// the head, so a message sent meanwhile is not skipped: held, it came back
+// with the head the message had moved, and resuming there lost it.
+func TestLongPollCursorPastHead(t *testing.T) {
+	n := testkit.Start(t)
+	alice, bob := testkit.Signup(t, n.URL(), "lpa"), testkit.Signup(t, n.URL(), "lpb")
+	testkit.Befriend(t, alice, bob)
+	_, head := bob.PollAll(0)
+	done := make(chan testkit.PollPage, 1)
+	go func() {
+		var p testkit.PollPage
+		if r, err := bob.TryDo("GET", fmt.Sprintf("/v1/longpoll?cursor=%d&wait=2", head+5), nil); err == nil {
+			_ = json.Unmarshal(r.Body, &p)
+		}
+		done <- p
+	}()
+	send(t, alice, map[string]any{"to": bob.ID, "content": "not skipped", "client_msg_id": "lp1"})
+	p := <-done
+	evs, _ := bob.PollAll(p.Cursor)
+	all := append(p.Events, evs...)
+	found := false
+	for _, m := range messages(t, all) {
+		found = found || m["content"] == "not skipped"
+	}
+	require.True(t, found, "resuming from the long poll's cursor %d lost the message", p.Cursor)
 }

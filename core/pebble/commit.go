@@ -327,17 +327,24 @@ func (s *Store) syncer(in <-chan *batch, done chan<- struct{}) {
 			if err = b.pb.SyncWait(); err != nil {
 				err = s.setFailed(fmt.Errorf("fsync batch %d: %w", b.ticket, err))
 			}
-			s.synced(b.ticket)
 		}
 		err = errors.Join(err, b.pb.Close())
 		if err == nil && s.onCommit != nil {
 			s.onCommit(len(b.ok), time.Since(b.start))
 		}
+		var msgs []stored
 		if err == nil {
-			for _, m := range b.msgs {
-				s.recent.add(m.ds, m.raw)
-			}
+			msgs = b.msgs
 		}
+		// Readers see the batch on disk (the durable limit lifts) and in
+		// the recent cache in one step: one that read an entry from disk
+		// must not then be answered by a cache that lacks it, or the inbox
+		// head would go back below what a client has seen.
+		s.recent.addBatch(msgs, func() {
+			if b.ticket != 0 {
+				s.synced(b.ticket)
+			}
+		})
 		for _, r := range b.ok {
 			if err != nil {
 				r.done <- core.ErrUnavailable

@@ -46,6 +46,22 @@ func newRecent(budget int) *recent {
 func (r *recent) add(ds []core.Delivery, raw json.RawMessage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.addLocked(ds, raw)
+}
+
+// addBatch calls publish (which shows a durable batch to disk readers) and
+// records the batch's messages under one hold of the lock, so that no
+// reader is answered by the cache with less than it read from disk.
+func (r *recent) addBatch(msgs []stored, publish func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	publish()
+	for _, m := range msgs {
+		r.addLocked(m.ds, m.raw)
+	}
+}
+
+func (r *recent) addLocked(ds []core.Delivery, raw json.RawMessage) {
 	if r.bytes > r.budget {
 		clear(r.users)
 		r.bytes = 0
