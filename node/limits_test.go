@@ -169,3 +169,35 @@ func refused(t *testing.T, addr string) bool {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	return false
 }
+
+// WebSocket frames are decoded strictly by their type, like request
+// bodies: a field of another frame type is an error, and nothing is done.
+func TestWebSocketFramesStrict(t *testing.T) {
+	n := testkit.Start(t)
+	alice, bob := testkit.Signup(t, n.URL(), "wss-a"), testkit.Signup(t, n.URL(), "wss-b")
+	testkit.Befriend(t, alice, bob)
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(n.URL(), "http", "ws", 1)+"/v1/ws?access_token="+alice.Token, nil)
+	require.NoError(t, err)
+	defer ws.Close()
+	for _, f := range []map[string]any{
+		{"type": "send", "to": bob.ID, "content": "x", "client_msg_id": "s1", "conversation_id": directConv(alice, bob)},
+		{"type": "typing", "conversation_id": directConv(alice, bob), "content": "x"},
+		{"type": "heartbeat", "to": bob.ID},
+	} {
+		require.NoError(t, ws.WriteJSON(f))
+		for {
+			var ev map[string]any
+			require.NoError(t, ws.ReadJSON(&ev))
+			if ev["type"] == "error" {
+				require.Equal(t, "unknown_field", ev["error"].(map[string]any)["code"], "%v: %v", f, ev)
+				if f["client_msg_id"] != nil {
+					require.Equal(t, "s1", ev["client_msg_id"])
+				}
+				break
+			}
+			require.NotEqual(t, "sent", ev["type"], "%v was accepted", f)
+		}
+	}
+	msgs, _ := historyOf(t, bob, directConv(alice, bob), "")
+	require.Empty(t, msgs)
+}

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -514,35 +515,67 @@ func (w *frames) release() {
 	framesPool.Put(w)
 }
 
-// frame is any client frame; which fields count depends on Type.
-type frame struct {
-	Type string `json:"type"`
-	core.SendInput
-	ConversationID string `json:"conversation_id"`
-}
+// Client frames, each decoded strictly by its type: a field another type
+// has (conversation_id on a send) is an error, as in a request body.
+type (
+	frameType struct {
+		Type string `json:"type"`
+	}
+	sendFrame struct {
+		Type string `json:"type"`
+		core.SendInput
+	}
+	typingFrame struct {
+		Type           string `json:"type"`
+		ConversationID string `json:"conversation_id"`
+	}
+)
 
 // handleFrame acts on one client frame and returns the answer frame, if
 // any. Every frame counts as activity of the device.
 func handleFrame(ctx context.Context, svc *core.Service, se core.Session, msg []byte) []byte {
 	svc.Heartbeat(se)
-	var f frame
-	if err := wire.Decode(msg, &f); err != nil {
-		return wire.ErrorEvent(core.AsError(err), "")
+	var ft frameType
+	// The type alone, leniently: the strict decode below, by type, says
+	// what is wrong with the rest.
+	if err := json.Unmarshal(msg, &ft); err != nil {
+		return wire.ErrorEvent(core.AsError(wire.Decode(msg, &ft)), "")
 	}
-	switch f.Type {
+	switch ft.Type {
 	case "send":
+		var f sendFrame
+		if err := wire.Decode(msg, &f); err != nil {
+			return wire.ErrorEvent(core.AsError(err), clientMsgID(msg))
+		}
 		res, err := svc.Send(ctx, se, f.SendInput)
 		if err != nil {
 			return wire.ErrorEvent(core.AsError(err), f.ClientMsgID)
 		}
 		return core.SentEvent(f.ClientMsgID, res.Raw)
 	case "heartbeat":
+		if err := wire.Decode(msg, &ft); err != nil {
+			return wire.ErrorEvent(core.AsError(err), "")
+		}
 		return nil
 	case "typing":
+		var f typingFrame
+		if err := wire.Decode(msg, &f); err != nil {
+			return wire.ErrorEvent(core.AsError(err), "")
+		}
 		if err := svc.Typing(ctx, se, f.ConversationID); err != nil {
 			return wire.ErrorEvent(core.AsError(err), "")
 		}
 		return nil
 	}
-	return wire.ErrorEvent(core.Errorf(core.KindInvalid, "unknown_frame_type", "unknown frame type %q; expected send, heartbeat or typing", f.Type), f.ClientMsgID)
+	return wire.ErrorEvent(core.Errorf(core.KindInvalid, "unknown_frame_type", "unknown frame type %q; expected send, heartbeat or typing", ft.Type), clientMsgID(msg))
+}
+
+// clientMsgID is the client_msg_id of a frame that failed to decode, if it
+// has a readable one, so the client can match the error to its send.
+func clientMsgID(msg []byte) string {
+	var f struct {
+		ClientMsgID string `json:"client_msg_id"`
+	}
+	_ = json.Unmarshal(msg, &f)
+	return f.ClientMsgID
 }
