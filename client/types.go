@@ -213,6 +213,8 @@ var statusOfCode = map[string]int{
 	"client_msg_id_conflict": http.StatusConflict,
 	"username_taken":         http.StatusConflict,
 	"already_member":         http.StatusConflict,
+	"rate_limited":           http.StatusTooManyRequests,
+	"too_many_connections":   http.StatusTooManyRequests,
 	"group_full":             http.StatusConflict,
 	"body_too_large":         http.StatusRequestEntityTooLarge,
 	"internal_error":         http.StatusInternalServerError,

@@ -728,6 +728,7 @@ function statusOf(code) {
     case 'user_not_found': case 'group_not_found': case 'conversation_not_found': return 404;
     case 'client_msg_id_conflict': return 409;
     case 'body_too_large': return 413;
+    case 'rate_limited': case 'too_many_connections': return 429;
     case 'internal_error': return 500;
     case 'unavailable': return 503;
   }
