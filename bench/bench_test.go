@@ -348,13 +348,15 @@ func TestFloors(t *testing.T) {
 // TestRecorder checks percentiles and windows.
 func TestRecorder(t *testing.T) {
 	r := newRecorder()
-	r.from.Store(1000)
-	r.open.Store(true)
+	// Times are relative to the process's start, so the window is set
+	// relative to now (a test run alone starts near zero).
 	now := nowNanos()
+	r.from.Store(now - int64(time.Second))
+	r.open.Store(true)
 	for i := range 100 {
 		r.deliver(now-int64(i+1)*int64(time.Millisecond), 10)
 	}
-	r.deliver(10, 10) // sent before the window: a straggler
+	r.deliver(now-2*int64(time.Second), 10) // sent before the window: a straggler
 	l := r.summary()
 	assert.Equal(t, 100, l.n)
 	assert.InDelta(t, 50*time.Millisecond, l.p50, float64(5*time.Millisecond))

@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -61,7 +60,6 @@ type endpoint struct {
 	svc  *core.Service
 	o    Options
 	up   websocket.Upgrader
-	log  *slog.Logger
 	wg   sync.WaitGroup // readers, writers and the drain watcher
 	stop chan struct{}
 
@@ -75,7 +73,7 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 	if o.ReadBufferSize <= 0 {
 		o.ReadBufferSize = DefaultOptions.ReadBufferSize
 	}
-	ep := &endpoint{svc: svc, o: o, conns: map[*conn]struct{}{}, stop: make(chan struct{}), log: slog.Default()}
+	ep := &endpoint{svc: svc, o: o, conns: map[*conn]struct{}{}, stop: make(chan struct{})}
 	ep.up = websocket.Upgrader{
 		ReadBufferSize: o.ReadBufferSize,
 		// Never used (frames are written here, not by gorilla), but without
