@@ -85,6 +85,9 @@ type config struct {
 	clusterRates   []float64
 	clusterStep    time.Duration
 	clusterSenders int
+
+	// The soak probe (soak.go).
+	soak soakConfig
 }
 
 func defaultCentrifugo() string {
@@ -137,6 +140,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.clusterStep, "cluster-step", 10*time.Second, "cluster probe: length of each rate step and of the durable-sends run")
 	fs.IntVar(&c.clusterSenders, "cluster-senders", 256, "cluster probe: concurrent HTTP senders of the durable-sends run")
 	fs.IntVar(&c.fillSenders, "fill-senders", 128, "history probe and -prefill: concurrent keep-alive HTTP senders")
+	registerSoakFlags(fs, &c.soak)
+	registerHostileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -272,6 +277,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch {
+	case cfg.soak.dur > 0:
+		err = runSoak(ctx, cfg, os.Stdout, os.Stderr)
+	case hostileOn():
+		err = runHostile(ctx, cfg, os.Stdout, os.Stderr)
 	case cfg.guess != "":
 		err = runGuessProbe(ctx, cfg.guess, cfg.guessFor, os.Stdout, os.Stderr)
 	case cfg.cluster || len(cfg.nodes) > 0:

@@ -712,6 +712,16 @@ func (s *Service) History(ctx context.Context, se Session, conv string, before, 
 	if len(msgs) > limit {
 		msgs, hasMore = msgs[:limit], true
 	}
+	// A page is cut at MaxSyncBytes like a sync page (at least one message
+	// stays): 200 of the longest messages would be 240 MB to build and
+	// hold for a client that may never read it.
+	size := 0
+	for i, m := range msgs {
+		if size += len(m); size > MaxSyncBytes && i > 0 {
+			msgs, hasMore = msgs[:i], true
+			break
+		}
+	}
 	if msgs == nil {
 		msgs = []json.RawMessage{}
 	}

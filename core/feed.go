@@ -20,6 +20,9 @@ const (
 	// StreamQueueEvents bounds the live events waiting for a streaming
 	// connection (SSE, WebSocket) before it is cut as a slow consumer.
 	StreamQueueEvents = 1024
+	// StreamQueueBytes bounds the same queue in bytes: 1,024 of the
+	// largest messages would be a gigabyte held for one stuck client.
+	StreamQueueBytes = 8 << 20
 	// PollQueueEvents bounds the ephemeral events (presence, typing) kept
 	// for a polling device between its requests; older ones are dropped.
 	PollQueueEvents = 64
@@ -215,6 +218,7 @@ type queue struct {
 	mu       sync.Mutex
 	evs      []Event
 	max      int
+	bytes    int // of evs, counted only for queues that cut
 	overflow bool
 	// cut: a full queue is an overflow (streams); otherwise the oldest
 	// event is dropped (ephemeral events of polling devices).
@@ -234,10 +238,13 @@ func (q *queue) push(e Event) {
 	cutNow := false
 	switch {
 	case q.overflow:
-	case len(q.evs) < q.max:
+	case len(q.evs) < q.max && (!q.cut || q.bytes+e.Len() <= StreamQueueBytes || len(q.evs) == 0):
 		q.evs = append(q.evs, e)
+		if q.cut {
+			q.bytes += e.Len()
+		}
 	case q.cut:
-		q.overflow, q.evs, cutNow = true, nil, true
+		q.overflow, q.evs, q.bytes, cutNow = true, nil, 0, true
 	default:
 		copy(q.evs, q.evs[1:])
 		q.evs[len(q.evs)-1] = e
@@ -263,7 +270,7 @@ func (q *queue) take() ([]Event, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	evs, of := q.evs, q.overflow
-	q.evs = nil
+	q.evs, q.bytes = nil, 0
 	return evs, of
 }
 

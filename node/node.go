@@ -54,6 +54,8 @@ type Config struct {
 	TrustedProxies     []netip.Prefix   // peers whose X-Forwarded-For names the client
 	MaxConnsPerAddress int              // open TCP connections per client address; 0: no limit
 	ReadHeaderTimeout  time.Duration    // time to send a request's headers; default 10 s
+	ReadTimeout        time.Duration    // time to send a whole request; default 30 s (streams and held polls set their own)
+	WriteTimeout       time.Duration    // time to take an answer; default 30 s (streams and held polls set their own)
 	MetricsAddr        string           // serve /metrics here instead of on Addr
 	HeartbeatInterval  time.Duration    // what clients are told to send
 	OfflineAfter       time.Duration    // silence before a user is offline
@@ -121,6 +123,12 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 30 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
 	}
 	if cfg.MaxConnsPerAddress < 0 || cfg.Limits.ConnsPerUser < 0 {
 		return nil, errors.New("connection limits must not be negative")
@@ -253,8 +261,13 @@ func Start(cfg Config) (n *Node, err error) {
 	n.srv = &http.Server{
 		Handler:           gw,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// A client that trickles a body no handler reads (net/http reads
+		// it away after the answer), or never reads its answer, would
+		// otherwise hold a goroutine and the answer for ever.
+		ReadTimeout:  cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	// Shutdown waits for requests to finish; streams and held long polls
 	// would never finish by themselves, so they are drained first.

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/internal/testkit"
 )
 
@@ -230,7 +231,8 @@ func TestLongPollWakesAndReleases(t *testing.T) {
 func TestSlowConsumerCutAndResumed(t *testing.T) {
 	for _, tr := range []string{"websocket", "sse"} {
 		t.Run(tr, func(t *testing.T) {
-			n := testkit.Start(t, testkit.WithStreamTimeouts(time.Second, time.Second))
+			// Sends as fast as it can, past the default per-user limit.
+			n := testkit.Start(t, testkit.WithStreamTimeouts(time.Second, time.Second), testkit.WithLimits(core.Limits{}))
 			a, b := testkit.Signup(t, n.URL(), "slowa"), testkit.Signup(t, n.URL(), "slowb")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

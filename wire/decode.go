@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/chatgate/chatgate/core"
@@ -21,9 +20,6 @@ import (
 // 100,000 code points can take up to 12 bytes each in JSON (an escaped
 // surrogate pair, \ud83d\ude00), plus room for the other fields.
 const MaxBodyBytes = core.MaxMessageChars*12 + 16<<10
-
-// bodyReadTimeout bounds how long reading one request body may take.
-const bodyReadTimeout = 30 * time.Second
 
 // ErrBodyTooLarge answers a body above MaxBodyBytes.
 var ErrBodyTooLarge = core.Errorf(core.KindTooLarge, "body_too_large", "request body exceeds %d bytes", MaxBodyBytes)
@@ -36,9 +32,8 @@ func badJSON(format string, args ...any) *core.Error {
 // UTF-8 (also in \u escapes), no unknown fields, right types. Nothing is
 // changed when it fails, since handlers act only after it succeeds.
 func DecodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
-	// A client that trickles its body must not hold a connection forever;
-	// the server has no global ReadTimeout because streams are long-lived.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	// A client that trickles its body is cut by the server's ReadTimeout
+	// (-read-timeout), which streams and held polls lift for themselves.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError

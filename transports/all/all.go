@@ -33,7 +33,7 @@ func Endpoints(svc *core.Service, o Options) []transports.Endpoint {
 	return []transports.Endpoint{
 		ws.New(svc, ws.Options{PingPeriod: o.Heartbeat, PongWait: 2 * o.Heartbeat, WriteTimeout: o.WriteTimeout}),
 		sse.New(svc, sse.Options{Heartbeat: o.Heartbeat, WriteTimeout: o.WriteTimeout}),
-		longpoll.New(svc),
+		longpoll.New(svc, o.WriteTimeout),
 		poll.New(svc),
 	}
 }

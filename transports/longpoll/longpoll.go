@@ -20,7 +20,11 @@ const Name = "longpolling"
 const DefaultWait = 25 * time.Second
 
 // New returns the long-polling endpoint.
-func New(svc *core.Service) transports.Endpoint {
+//
+// grace is how long past its wait a held request may take to be read and
+// answered: the server's request-wide deadlines are for requests that
+// answer at once.
+func New(svc *core.Service, grace time.Duration) transports.Endpoint {
 	return transports.Endpoint{Name: Name, Path: "/v1/longpoll", Handler: func(w http.ResponseWriter, r *http.Request, se core.Session) error {
 		wait := DefaultWait
 		if r.URL.Query().Has("wait") {
@@ -33,6 +37,9 @@ func New(svc *core.Service) transports.Endpoint {
 			}
 			wait = time.Duration(secs) * time.Second
 		}
+		rc, end := http.NewResponseController(w), time.Now().Add(wait+grace)
+		_ = rc.SetReadDeadline(end)
+		_ = rc.SetWriteDeadline(end)
 		return poll.Serve(w, r, svc, se, Name, wait)
 	}}
 }

@@ -60,6 +60,9 @@ func New(svc *core.Service, o Options) transports.Endpoint {
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 		t := &transport{w: w, rc: http.NewResponseController(w), timeout: o.WriteTimeout}
+		// The server's request-wide read deadline is for requests that
+		// end; a stream's request never does (its writes carry their own).
+		_ = t.rc.SetReadDeadline(time.Time{})
 		w.WriteHeader(http.StatusOK)
 		if err := t.raw([]byte("retry: 2000\n: stream open\n\n")); err != nil {
 			return nil

@@ -366,7 +366,17 @@ var pingFrame = []byte{0x80 | opPing, 0}
 // read is the socket's reader and owner.
 func (c *conn) read() {
 	defer c.finish()
-	c.ws.SetPongHandler(func(string) error { return c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait)) })
+	// A pong extends the read deadline only between messages: a message
+	// must arrive whole within one, or a client answering pings could
+	// keep one open for ever in empty fragments, which no limit counts.
+	// The handlers run on this goroutine, inside NextReader and Read.
+	inMessage := false
+	c.ws.SetPongHandler(func(string) error {
+		if inMessage {
+			return nil
+		}
+		return c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait))
+	})
 	ping := c.ws.PingHandler()
 	c.ws.SetPingHandler(func(data string) error {
 		if c.frames.Take() > 0 {
@@ -398,13 +408,23 @@ func (c *conn) read() {
 			return
 		}
 		if mt != websocket.TextMessage {
+			// Read away here, not by the next NextReader, so the deadline
+			// rule above holds for it too.
+			inMessage = true
+			_, err = io.Copy(io.Discard, r)
+			inMessage = false
+			if err != nil {
+				return
+			}
 			continue
 		}
 		// Frames are read into pooled buffers, not one allocation each:
 		// decoding copies out what it keeps.
 		buf := readPool.Get().(*bytes.Buffer)
 		buf.Reset()
+		inMessage = true
 		_, err = buf.ReadFrom(r)
+		inMessage = false
 		var out []byte
 		if err == nil {
 			out = handleFrame(c.ctx, c.ep.svc, c.se, buf.Bytes())
