@@ -56,6 +56,10 @@ type Limits struct {
 	// FramesPerSocket bounds the frames a WebSocket client sends (sends,
 	// typing, heartbeats, pings); past it the socket is closed (1008).
 	FramesPerSocket Rate
+	// BytesPerSocket bounds what a WebSocket client sends in bytes, which
+	// also bounds what no frame count sees: endless empty fragments of one
+	// message, each costing the server a frame to parse.
+	BytesPerSocket Rate
 	// ConnsPerUser bounds one account's concurrent transport connections
 	// (WebSocket, SSE, polls, held or not); 0: no limit.
 	ConnsPerUser int
@@ -73,6 +77,7 @@ func DefaultLimits() Limits {
 		SignupsPerAddress:       Rate{100, time.Hour},
 		SendsPerUser:            Rate{500, time.Second},
 		FramesPerSocket:         Rate{1000, time.Second},
+		BytesPerSocket:          Rate{4 << 20, 4 * time.Second},
 		ConnsPerUser:            64,
 	}
 }
@@ -240,22 +245,40 @@ func (l *limiter) admitConn(uid ID) (release func(), err error) {
 }
 
 // Allowance is one token bucket with no key, for a limit held by a single
-// owner (a socket's frames).
+// owner (a socket's frames or bytes).
 type Allowance struct {
-	bs *buckets
+	rate   Rate
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
 }
 
 // NewAllowance returns a full bucket of r; the zero Rate allows everything.
 func NewAllowance(r Rate) *Allowance {
-	if r.N == 0 {
-		return &Allowance{}
-	}
-	return &Allowance{bs: newBuckets(r)}
+	return &Allowance{rate: r, tokens: float64(r.N), last: time.Now()}
 }
 
 // Take spends a token, or says how long until one is there.
-func (a *Allowance) Take() time.Duration {
-	return a.bs.take("socket")
+func (a *Allowance) Take() time.Duration { return a.TakeN(1) }
+
+// TakeN spends n tokens, or says how long until they are there. More than
+// the bucket holds is allowed from a full bucket, which then owes the rest.
+func (a *Allowance) TakeN(n int) time.Duration {
+	if a.rate.N == 0 {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	per := float64(a.rate.Per) / float64(a.rate.N)
+	a.tokens = math.Min(float64(a.rate.N), a.tokens+float64(now.Sub(a.last))/per)
+	a.last = now
+	need := math.Min(float64(n), float64(a.rate.N))
+	if a.tokens < need {
+		return time.Duration((need - a.tokens) * per)
+	}
+	a.tokens -= float64(n)
+	return 0
 }
 
 type addrKey struct{}

@@ -26,10 +26,9 @@ type AddrLimit struct {
 }
 
 // Listener wraps ln with the limit.
+// Every connection it accepts can meter its reads (MeterReads), which the
+// WebSocket transport uses once it has upgraded one.
 func (l AddrLimit) Listener(ln net.Listener) net.Listener {
-	if l.Max <= 0 {
-		return ln
-	}
 	return &limitListener{Listener: ln, l: l, open: make(map[netip.Addr]int)}
 }
 
@@ -64,12 +63,12 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err != nil {
-			return c, nil // not TCP/IP (a test's pipe): nothing to count
+		if err != nil || ll.l.Max <= 0 {
+			return &countedConn{Conn: c}, nil // not TCP/IP (a test's pipe), or no limit: nothing to count
 		}
 		a := ap.Addr().Unmap()
 		if ll.l.Exempt != nil && ll.l.Exempt(a) {
-			return c, nil
+			return &countedConn{Conn: c}, nil
 		}
 		ll.mu.Lock()
 		if ll.open[a] >= ll.l.Max {
@@ -117,11 +116,28 @@ func (ll *limitListener) release(a netip.Addr) {
 }
 
 // countedConn gives its address's slot back when closed (once: net/http
-// may close a hijacked connection's net.Conn more than once).
+// may close a hijacked connection's net.Conn more than once), and meters
+// its reads once asked to.
 type countedConn struct {
 	net.Conn
 	once    sync.Once
-	release func()
+	release func() // nil: not counted
+	meter   atomic.Pointer[func(n int) error]
+}
+
+// MeterReads has every read of n bytes told to meter; an error it returns
+// fails the read. A hijacked connection's reads are no longer net/http's
+// to bound: the WebSocket transport meters its client's bytes this way.
+func (c *countedConn) MeterReads(meter func(n int) error) { c.meter.Store(&meter) }
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if m := c.meter.Load(); m != nil && n > 0 {
+		if merr := (*m)(n); merr != nil {
+			return n, merr
+		}
+	}
+	return n, err
 }
 
 // NetConn returns the connection counted, for writers that need its own
@@ -130,6 +146,8 @@ func (c *countedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	if c.release != nil {
+		c.once.Do(c.release)
+	}
 	return err
 }

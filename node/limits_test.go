@@ -54,32 +54,38 @@ func TestSendLimit(t *testing.T) {
 	send(t, bob, map[string]any{"to": alice.ID, "content": "bob has his own allowance", "client_msg_id": "b1"})
 }
 
-// A WebSocket client flooding frames past its allowance is closed with
-// 1008; one within it is not troubled.
+// A WebSocket client flooding frames, or bytes (which counts what no frame
+// count sees, like endless empty fragments), past its allowance is closed
+// with 1008 rate_limited.
 func TestWebSocketFrameFlood(t *testing.T) {
-	n := testkit.Start(t, func(c *node.Config) {
-		c.Limits = core.Limits{FramesPerSocket: core.Rate{N: 20, Per: time.Hour}}
-	})
-	alice := testkit.Signup(t, n.URL(), "ff")
-	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(n.URL(), "http", "ws", 1)+"/v1/ws?access_token="+alice.Token, nil)
-	require.NoError(t, err)
-	defer ws.Close()
-	for range 200 {
-		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"heartbeat"}`)); err != nil {
-			break // the server has closed: writes may fail before the close is read
-		}
-	}
-	require.NoError(t, ws.SetReadDeadline(time.Now().Add(30*time.Second)))
-	for {
-		_, _, err := ws.ReadMessage()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		require.ErrorAs(t, err, &ce)
-		require.Equal(t, websocket.ClosePolicyViolation, ce.Code)
-		require.Equal(t, "rate_limited", ce.Text)
-		return
+	for name, limits := range map[string]core.Limits{
+		"frames": {FramesPerSocket: core.Rate{N: 20, Per: time.Hour}},
+		"bytes":  {BytesPerSocket: core.Rate{N: 1000, Per: time.Hour}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := testkit.Start(t, func(c *node.Config) { c.Limits = limits })
+			alice := testkit.Signup(t, n.URL(), "ff")
+			ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(n.URL(), "http", "ws", 1)+"/v1/ws?access_token="+alice.Token, nil)
+			require.NoError(t, err)
+			defer ws.Close()
+			for range 200 {
+				if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"heartbeat"}`)); err != nil {
+					break // the server has closed: writes may fail before the close is read
+				}
+			}
+			require.NoError(t, ws.SetReadDeadline(time.Now().Add(30*time.Second)))
+			for {
+				_, _, err := ws.ReadMessage()
+				if err == nil {
+					continue
+				}
+				var ce *websocket.CloseError
+				require.ErrorAs(t, err, &ce)
+				require.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+				require.Equal(t, "rate_limited", ce.Text)
+				return
+			}
+		})
 	}
 }
 

@@ -51,6 +51,7 @@ func run(args []string) error {
 	fs.Var(rateFlag{&cfg.Limits.SignupsPerAddress}, "limit-signup-address", "signups allowed per client address, N/DURATION or off")
 	fs.Var(rateFlag{&cfg.Limits.SendsPerUser}, "limit-send", "messages each user may send, N/DURATION or off")
 	fs.Var(rateFlag{&cfg.Limits.FramesPerSocket}, "limit-ws-frames", "frames a WebSocket client may send, N/DURATION or off; past it the socket is closed (1008)")
+	fs.Var(rateFlag{&cfg.Limits.BytesPerSocket}, "limit-ws-bytes", "bytes a WebSocket client may send, N/DURATION (a burst of N) or off; past it the socket is closed (1008)")
 	fs.IntVar(&cfg.Limits.ConnsPerUser, "max-conns-per-user", cfg.Limits.ConnsPerUser, "concurrent WebSocket, SSE and polling connections per user; 0: no limit")
 	fs.IntVar(&cfg.MaxConnsPerAddress, "max-conns-per-address", cfg.MaxConnsPerAddress, "open TCP connections per client address (loopback and trusted proxies exempt); 0: no limit")
 	fs.BoolVar(&cfg.Limits.Loopback, "limit-loopback", false, "apply the limits by address to loopback clients too (for testing them locally)")

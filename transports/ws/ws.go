@@ -111,6 +111,15 @@ func (ep *endpoint) serve(w http.ResponseWriter, r *http.Request, se core.Sessio
 	if u, ok := c.nc.(interface{ NetConn() net.Conn }); ok {
 		c.raw = u.NetConn()
 	}
+	if m, ok := c.nc.(interface{ MeterReads(func(int) error) }); ok {
+		bytes := core.NewAllowance(ep.svc.Config().Limits.BytesPerSocket)
+		m.MeterReads(func(n int) error {
+			if bytes.TakeN(n) > 0 {
+				return errFrameFlood
+			}
+			return nil
+		})
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ep.mu.Lock()
 	if ep.closed {
@@ -392,19 +401,27 @@ func (c *conn) read() {
 		}
 		return nil
 	})
+	// flooded closes a client past its frame or byte allowance with 1008.
+	flooded := func(err error) bool {
+		if !errors.Is(err, errFrameFlood) {
+			return false
+		}
+		c.ep.svc.Observer().RateLimited("ws_frames")
+		c.closeWith(websocket.ClosePolicyViolation, "rate_limited")
+		// Whatever else the client sends is dropped until it answers the
+		// close or closeWait passes: closing with unread bytes would reset
+		// the connection and lose the close frame. (Read from raw: nc's
+		// meter would refuse it.)
+		_, _ = io.Copy(io.Discard, c.raw)
+		return true
+	}
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.ep.o.PongWait))
 		mt, r, err := c.ws.NextReader()
-		if errors.Is(err, errFrameFlood) || err == nil && c.frames.Take() > 0 {
-			c.ep.svc.Observer().RateLimited("ws_frames")
-			c.closeWith(websocket.ClosePolicyViolation, "rate_limited")
-			// Whatever else the client sends is dropped until it answers
-			// the close or closeWait passes: closing with unread bytes
-			// would reset the connection and lose the close frame.
-			_, _ = io.Copy(io.Discard, c.nc)
-			return
+		if err == nil && c.frames.Take() > 0 {
+			err = errFrameFlood
 		}
-		if err != nil {
+		if flooded(err) || err != nil {
 			return
 		}
 		if mt != websocket.TextMessage {
@@ -413,7 +430,7 @@ func (c *conn) read() {
 			inMessage = true
 			_, err = io.Copy(io.Discard, r)
 			inMessage = false
-			if err != nil {
+			if flooded(err) || err != nil {
 				return
 			}
 			continue
@@ -432,7 +449,7 @@ func (c *conn) read() {
 		if buf.Cap() <= 64<<10 {
 			readPool.Put(buf)
 		}
-		if err != nil {
+		if flooded(err) || err != nil {
 			return
 		}
 		if out != nil {
@@ -463,7 +480,8 @@ func (c *conn) finish() {
 	c.ep.wg.Done()
 }
 
-// errFrameFlood ends the reader of a client past its frame allowance.
+// errFrameFlood ends the reader of a client past its frame or byte
+// allowance.
 var errFrameFlood = errors.New("ws: too many frames")
 
 // WebSocket opcodes (RFC 6455 section 5.2).
