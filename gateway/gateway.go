@@ -6,6 +6,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -297,6 +298,29 @@ func (g *Gateway) trustedPeer(a netip.Addr) bool {
 	return false
 }
 
+// maxTarpit bounds how long a refused login or signup is held.
+const maxTarpit = time.Second
+
+// tarpit holds a rate-limited login or signup for its Retry-After (at most
+// a second) before answering. A refusal costs the server almost nothing,
+// but a guesser that ignores Retry-After would otherwise get tens of
+// thousands a second and take a core from everyone else; held, each of its
+// connections makes one attempt a second. What it holds is a goroutine per
+// connection, which the limits per address bound.
+func tarpit(c echo.Context, err error) error {
+	var ce *core.Error
+	if !errors.As(err, &ce) || ce.Code != "rate_limited" {
+		return err
+	}
+	t := time.NewTimer(min(ce.RetryAfter, maxTarpit))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.Request().Context().Done():
+	}
+	return err
+}
+
 func (g *Gateway) signup(c echo.Context) error {
 	var in core.SignupInput
 	if err := wire.DecodeRequest(c.Response(), c.Request(), &in); err != nil {
@@ -304,7 +328,7 @@ func (g *Gateway) signup(c echo.Context) error {
 	}
 	a, err := g.svc.Signup(core.WithClientAddr(c.Request().Context(), g.clientAddr(c.Request())), in)
 	if err != nil {
-		return err
+		return tarpit(c, err)
 	}
 	return c.JSON(http.StatusCreated, a)
 }
@@ -316,7 +340,7 @@ func (g *Gateway) login(c echo.Context) error {
 	}
 	a, err := g.svc.Login(core.WithClientAddr(c.Request().Context(), g.clientAddr(c.Request())), in)
 	if err != nil {
-		return err
+		return tarpit(c, err)
 	}
 	return c.JSON(http.StatusOK, a)
 }

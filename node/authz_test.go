@@ -1075,12 +1075,11 @@ func tryWS(t *testing.T, w *world) {
 		s.refused(t, map[string]any{"type": "send", "to": w.bob.ID, "content": "spoof", f: v}, "unknown_field")
 	}
 	// There is no read-marker frame: one naming alice's conversation is
-	// an unknown frame (or, with a message_id, an unknown field: frames
-	// are decoded strictly before their type is looked at) and moves
-	// nothing.
+	// an unknown frame (its type is read first, then the frame strictly
+	// as that type) and moves nothing.
 	s.refused(t, map[string]any{"type": "read", "conversation_id": w.dab}, "unknown_frame_type")
-	s.refused(t, map[string]any{"type": "read", "conversation_id": w.dab, "message_id": w.msgBA}, "unknown_field")
-	s.refused(t, map[string]any{"type": "mark_read", "conversation_id": w.gconv, "message_id": w.msgG}, "unknown_field")
+	s.refused(t, map[string]any{"type": "read", "conversation_id": w.dab, "message_id": w.msgBA}, "unknown_frame_type")
+	s.refused(t, map[string]any{"type": "mark_read", "conversation_id": w.gconv, "message_id": w.msgG}, "unknown_frame_type")
 }
 
 func liveWS(t *testing.T, w *world) {
