@@ -40,11 +40,22 @@ type Options struct {
 	// (for rate limits by address); from any other peer the header is
 	// ignored, since a client could send any address in it.
 	TrustedProxies []netip.Prefix
-	// Observe, if set, is told of every request once answered: its route
-	// pattern (never the path, which holds ids; "other" for no route), its
-	// status, its time, and whether it was a transport's connection
-	// (streams and held polls last as long as the client stays).
-	Observe func(route, method string, status int, d time.Duration, transport bool)
+	// Observe, if set, is told of every request once answered (metrics,
+	// the access log).
+	Observe func(Request)
+}
+
+// Request is what Observe is told of an answered request. It holds no
+// path and no query: paths hold ids and queries may hold a token
+// (access_token), and neither belongs in a metric label or a log.
+type Request struct {
+	Route     string // the route pattern, e.g. /v1/groups/:id; "other" for no route
+	Method    string // "other" with no route: any string a client sends is not a label
+	Status    int
+	Bytes     int64
+	Duration  time.Duration
+	Transport bool   // a transport's connection: streams and held polls last as long as the client stays
+	Client    string // the client's address (see -trusted-proxies)
 }
 
 // New builds the HTTP handler. Transports are listed by /v1/negotiate in the
@@ -55,7 +66,7 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	g := &Gateway{svc: svc, disc: disc, transports: eps, log: log, echo: e, trusted: o.TrustedProxies}
 	e.HTTPErrorHandler = errorHandler(log)
 	if o.Observe != nil {
-		e.Use(observe(e, eps, o.Observe))
+		e.Use(g.observe(eps, o.Observe))
 	}
 	e.Use(middleware.Recover())
 	e.Use(apiHeaders)
@@ -120,7 +131,8 @@ func apiHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 
 // observe reports each request to fn. It renders the error itself, as
 // echo's request logger does, so the status is the one the client gets.
-func observe(e *echo.Echo, eps []transports.Endpoint, fn func(string, string, int, time.Duration, bool)) echo.MiddlewareFunc {
+func (g *Gateway) observe(eps []transports.Endpoint, fn func(Request)) echo.MiddlewareFunc {
+	e := g.echo
 	var (
 		once   sync.Once
 		routes map[string]bool // registered patterns; read once all are in
@@ -147,9 +159,10 @@ func observe(e *echo.Echo, eps []transports.Endpoint, fn func(string, string, in
 			}
 			method := c.Request().Method
 			if route == "other" {
-				method = "other" // any string a client sends is not a label
+				method = "other"
 			}
-			fn(route, method, c.Response().Status, time.Since(start), streams[route])
+			fn(Request{Route: route, Method: method, Status: c.Response().Status, Bytes: c.Response().Size,
+				Duration: time.Since(start), Transport: streams[route], Client: g.clientAddr(c.Request())})
 			return nil
 		}
 	}

@@ -57,6 +57,7 @@ type Config struct {
 	ReadTimeout        time.Duration    // time to send a whole request; default 30 s (streams and held polls set their own)
 	WriteTimeout       time.Duration    // time to take an answer; default 30 s (streams and held polls set their own)
 	MetricsAddr        string           // serve /metrics here instead of on Addr
+	AccessLog          bool             // log every answered request (route, status, time; never path, query or body)
 	HeartbeatInterval  time.Duration    // what clients are told to send
 	OfflineAfter       time.Duration    // silence before a user is offline
 	PushWebhook        string           // webhook URL; empty: log notifier
@@ -227,7 +228,7 @@ func Start(cfg Config) (n *Node, err error) {
 		undo = append(undo, func() { n.disc.Close() })
 		disc = n.disc
 	}
-	gw := gateway.New(n.svc, disc, n.eps, log, gateway.Options{TrustedProxies: cfg.TrustedProxies, Observe: n.met.Request})
+	gw := gateway.New(n.svc, disc, n.eps, log, gateway.Options{TrustedProxies: cfg.TrustedProxies, Observe: n.observe})
 	if cfg.MetricsAddr == "" {
 		gw.Echo().GET("/metrics", echo.WrapHandler(n.met.Handler()))
 	} else {
@@ -377,6 +378,16 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 
 // URL is http://Addr.
 func (n *Node) URL() string { return "http://" + n.Addr() }
+
+// observe records an answered request: its metrics, and with -access-log a
+// line naming its route, never its path or query (which may hold a token).
+func (n *Node) observe(r gateway.Request) {
+	n.met.Request(r.Route, r.Method, r.Status, r.Duration, r.Transport)
+	if n.cfg.AccessLog {
+		n.log.Info("request", "route", r.Route, "method", r.Method, "status", r.Status, "bytes", r.Bytes,
+			"ms", float64(r.Duration.Microseconds())/1000, "client", r.Client)
+	}
+}
 
 // MetricsAddr is where -metrics-addr serves /metrics ("" when on Addr).
 func (n *Node) MetricsAddr() string { return n.maddr }

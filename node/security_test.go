@@ -509,7 +509,7 @@ func TestSecurityLogsHoldNoSecrets(t *testing.T) {
 		log.SetOutput(oldW)
 		log.SetFlags(oldF)
 	})
-	n := testkit.Start(t, func(c *node.Config) { c.Logger = logger })
+	n := testkit.Start(t, func(c *node.Config) { c.Logger = logger; c.AccessLog = true })
 	tag := randHex(t)
 	var secrets []string
 	secret := func(s string) string {
@@ -610,6 +610,7 @@ func TestSecurityLogsHoldNoSecrets(t *testing.T) {
 	logs := buf.String()
 	require.Contains(t, logs, "chatgate listening", "the buffer must hold the node's logs")
 	require.Contains(t, logs, "level=DEBUG", "debug logging must be on for this test to mean much")
+	require.Contains(t, logs, "msg=request route=/v1/poll", "the access log must be on, and log the poll that carried a token in its query")
 	for _, s := range secrets {
 		for _, line := range strings.Split(logs, "\n") {
 			if strings.Contains(line, s) {

@@ -58,6 +58,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "time a client has to send a request's headers (slow clients are cut)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 30*time.Second, "time a client has to send a whole request (streams and held polls excepted)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "time a client has to take a whole answer (streams and held polls set their own)")
+	fs.BoolVar(&cfg.AccessLog, "access-log", false, "log every answered request: route pattern, status, bytes, time, client address (never the path, query or body)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address instead of the main one (keep it private)")
 	fs.Var(prefixesFlag{&cfg.TrustedProxies}, "trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (default: none; the header is ignored)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
