@@ -21,10 +21,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,10 +35,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/chatgate/chatgate/client"
+	"github.com/chatgate/chatgate/internal/rawclient"
 )
 
 // hostileConfig is the probe's parameters (-hostile* flags).
@@ -423,201 +419,47 @@ func hstWorkers(ctx context.Context, n int, f func(ctx context.Context, i int)) 
 	wg.Wait()
 }
 
-// ---- raw HTTP and WebSocket ----
+// ---- raw WebSocket outcomes ----
 
-// hstBigBody POSTs size bytes (chunked and endless when 0) as fast as the
-// server takes them, reads the answer meanwhile, and returns it with the
-// body bytes the client got to write before the server closed.
-func hstBigBody(addr, path, token string, size int64) (status int, code string, written int64, err error) {
-	c, err := net.Dial("tcp", addr)
+// hstClosed says how the server ended w within timeout, for the tally.
+func hstClosed(w *rawclient.WS, timeout time.Duration) string {
+	code, reason, err := w.CloseCode(timeout)
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "still open"
+	case err != nil:
+		return "closed without a close frame"
+	case code == rawclient.NoStatus:
+		return "close frame without a code"
+	}
+	return strings.TrimSpace(fmt.Sprintf("close %d %s", code, reason))
+}
+
+// hstFloodWS opens a WebSocket for token, writes first (if any) and then
+// batch over and over, all within 30 s, and tallies how the server ended
+// it.
+func hstFloodWS(t *hstTally, addr, token string, first, batch []byte) {
+	w, err := rawclient.DialWS(addr, token, nil)
 	if err != nil {
-		return 0, "", 0, err
+		t.add("dial: " + err.Error())
+		return
 	}
-	defer c.Close()
-	hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n", path, addr)
-	if token != "" {
-		hdr += "Authorization: Bearer " + token + "\r\n"
-	}
-	if size > 0 {
-		hdr += fmt.Sprintf("Content-Length: %d\r\n\r\n", size)
-	} else {
-		hdr += "Transfer-Encoding: chunked\r\n\r\n"
-	}
-	if _, err := io.WriteString(c, hdr); err != nil {
-		return 0, "", 0, err
-	}
-	chunk := bytes.Repeat([]byte("a"), 64<<10)
-	copy(chunk, `{"to":"1","client_msg_id":"x","content":"`)
-	var n atomic.Int64
-	done := make(chan struct{})
+	defer w.Conn.Close()
 	go func() {
-		defer close(done)
-		_ = c.SetWriteDeadline(time.Now().Add(60 * time.Second))
-		var b []byte
-		for size == 0 || n.Load() < size {
-			p := chunk
-			if size > 0 {
-				p = p[:min(int64(len(p)), size-n.Load())]
-			}
-			b = b[:0]
-			if size == 0 {
-				b = fmt.Appendf(b, "%x\r\n", len(p))
-			}
-			b = append(b, p...)
-			if size == 0 {
-				b = append(b, "\r\n"...)
-			}
-			if _, err := c.Write(b); err != nil {
+		_ = w.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if len(first) > 0 {
+			if _, err := w.Conn.Write(first); err != nil {
 				return
 			}
-			n.Add(int64(len(p)))
+		}
+		for {
+			if _, err := w.Conn.Write(batch); err != nil {
+				return
+			}
 		}
 	}()
-	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		c.Close()
-		<-done
-		return 0, "", n.Load(), err
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		c.Close()
-		<-done
-		return resp.StatusCode, hstErrorCode(body), n.Load(), errors.New("the server kept reading after its answer")
-	}
-	return resp.StatusCode, hstErrorCode(body), n.Load(), nil
-}
-
-func hstErrorCode(body []byte) string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal(body, &e)
-	return e.Error.Code
-}
-
-// hstSmallWindow dials with a 4 KiB receive buffer, so a client that does
-// not read stalls the server's writes early.
-func hstSmallWindow(addr string) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	return d.Dial("tcp", addr)
-}
-
-func hstDial(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }
-
-// hstWS is a WebSocket whose client frames are written by hand.
-type hstWS struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func hstDialWS(addr, token string, dial func(string) (net.Conn, error)) (*hstWS, error) {
-	c, err := dial(addr)
-	if err != nil {
-		return nil, err
-	}
-	key := make([]byte, 16)
-	_, _ = rand.Read(key)
-	if _, err := fmt.Fprintf(c, "GET /v1/ws?access_token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", token, addr, base64.StdEncoding.EncodeToString(key)); err != nil {
-		c.Close()
-		return nil, err
-	}
-	br := bufio.NewReaderSize(c, 512)
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(resp.Body)
-		err = fmt.Errorf("%d %s", resp.StatusCode, hstErrorCode(body))
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	return &hstWS{c: c, br: br}, nil
-}
-
-// hstFrame is a masked client frame (mask key zero) of n payload bytes,
-// header only.
-func hstFrame(fin bool, op byte, n int) []byte {
-	if fin {
-		op |= 0x80
-	}
-	h := []byte{op}
-	switch {
-	case n < 126:
-		h = append(h, 0x80|byte(n))
-	case n <= 0xffff:
-		h = append(h, 0x80|126)
-		h = binary.BigEndian.AppendUint16(h, uint16(n))
-	default:
-		h = append(h, 0x80|127)
-		h = binary.BigEndian.AppendUint64(h, uint64(n))
-	}
-	return append(h, 0, 0, 0, 0)
-}
-
-// closeCode reads server frames until a close frame and returns its code
-// and reason, or how the connection ended without one.
-func (w *hstWS) closeCode(timeout time.Duration) string {
-	_ = w.c.SetReadDeadline(time.Now().Add(timeout))
-	for {
-		var h [2]byte
-		if _, err := io.ReadFull(w.br, h[:]); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return "still open"
-			}
-			return "closed without a close frame"
-		}
-		n := int64(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var b [2]byte
-			if _, err := io.ReadFull(w.br, b[:]); err != nil {
-				return "closed without a close frame"
-			}
-			n = int64(binary.BigEndian.Uint16(b[:]))
-		case 127:
-			var b [8]byte
-			if _, err := io.ReadFull(w.br, b[:]); err != nil {
-				return "closed without a close frame"
-			}
-			n = int64(binary.BigEndian.Uint64(b[:]))
-		}
-		if h[0]&0x0f != 0x8 {
-			if _, err := io.CopyN(io.Discard, w.br, n); err != nil {
-				return "closed without a close frame"
-			}
-			continue
-		}
-		p := make([]byte, min(n, 125))
-		if _, err := io.ReadFull(w.br, p); err != nil || len(p) < 2 {
-			return "close frame without a code"
-		}
-		return strings.TrimSpace(fmt.Sprintf("close %d %s", binary.BigEndian.Uint16(p), p[2:]))
-	}
-}
-
-// hstEnded waits until the server has closed c (reading what it sends).
-func hstEnded(c net.Conn, r io.Reader, timeout time.Duration) bool {
-	_ = c.SetReadDeadline(time.Now().Add(timeout))
-	_, err := io.Copy(io.Discard, r)
-	var ne net.Error
-	return !(errors.As(err, &ne) && ne.Timeout())
+	t.add(hstClosed(w, 30*time.Second))
 }
 
 // ---- the attacks ----
@@ -627,19 +469,23 @@ func hostileAttacks() []hstAttack {
 		return func(ctx context.Context, n *hstNode) string {
 			var t hstTally
 			var most atomic.Int64
+			// Every 64 KiB piece is the JSON's opening, the probe's bytes as
+			// they have always been: the server answers once past the cap,
+			// whatever the body says after its first piece.
+			piece, _ := rawclient.EndlessJSON()
 			hstWorkers(ctx, 8, func(ctx context.Context, i int) {
 				path, token := "/v1/messages", n.users[0].Token
 				if i%2 == 1 {
 					path, token = "/v1/auth/signup", ""
 				}
-				st, code, w, err := hstBigBody(n.addr, path, token, size)
+				r, err := rawclient.PostBody(n.addr, path, token, size, piece, piece)
 				if err != nil {
 					t.add("error: " + err.Error())
 					return
 				}
-				t.add(fmt.Sprintf("%d %s", st, code))
-				if w > most.Load() {
-					most.Store(w)
+				t.add(fmt.Sprintf("%d %s", r.Status, r.Code))
+				if r.Written > most.Load() {
+					most.Store(r.Written)
 				}
 			})
 			return fmt.Sprintf("%s; at most %.1f MiB written before the server closed", t.String(), float64(most.Load())/(1<<20))
@@ -651,55 +497,24 @@ func hostileAttacks() []hstAttack {
 		{name: "ws-oversized", what: "8 sockets at a time send one message in 64 KiB fragments that never ends", users: 1,
 			run: func(ctx context.Context, n *hstNode) string {
 				var t hstTally
-				piece := append(hstFrame(false, 0, 64<<10), bytes.Repeat([]byte("a"), 64<<10)...)
-				first := append(hstFrame(false, 1, 64<<10), bytes.Repeat([]byte("a"), 64<<10)...)
+				piece := append(rawclient.FrameHeader(false, rawclient.OpCont, 64<<10), bytes.Repeat([]byte("a"), 64<<10)...)
+				first := append(rawclient.FrameHeader(false, rawclient.OpText, 64<<10), bytes.Repeat([]byte("a"), 64<<10)...)
 				hstWorkers(ctx, 8, func(ctx context.Context, i int) {
-					w, err := hstDialWS(n.addr, n.users[0].Token, hstDial)
-					if err != nil {
-						t.add("dial: " + err.Error())
-						return
-					}
-					defer w.c.Close()
-					go func() {
-						_ = w.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-						if _, err := w.c.Write(first); err != nil {
-							return
-						}
-						for {
-							if _, err := w.c.Write(piece); err != nil {
-								return
-							}
-						}
-					}()
-					t.add(w.closeCode(30 * time.Second))
+					hstFloodWS(&t, n.addr, n.users[0].Token, first, piece)
 				})
 				return t.String()
 			}},
 		{name: "ws-frame-flood", what: "8 sockets at a time flood tiny frames (heartbeats, pings), reconnecting", users: 1,
 			run: func(ctx context.Context, n *hstNode) string {
 				var t hstTally
-				heartbeat := bytes.Repeat(append(hstFrame(true, 1, 20), `{"type":"heartbeat"}`...), 64)
-				ping := bytes.Repeat(hstFrame(true, 0x9, 0), 64)
+				heartbeat := bytes.Repeat(append(rawclient.FrameHeader(true, rawclient.OpText, 20), `{"type":"heartbeat"}`...), 64)
+				ping := bytes.Repeat(rawclient.FrameHeader(true, rawclient.OpPing, 0), 64)
 				hstWorkers(ctx, 8, func(ctx context.Context, i int) {
-					w, err := hstDialWS(n.addr, n.users[0].Token, hstDial)
-					if err != nil {
-						t.add("dial: " + err.Error())
-						return
-					}
-					defer w.c.Close()
 					batch := heartbeat
 					if i%2 == 1 {
 						batch = ping
 					}
-					go func() {
-						_ = w.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-						for {
-							if _, err := w.c.Write(batch); err != nil {
-								return
-							}
-						}
-					}()
-					t.add(w.closeCode(30 * time.Second))
+					hstFloodWS(&t, n.addr, n.users[0].Token, nil, batch)
 				})
 				return t.String()
 			}},
@@ -707,25 +522,25 @@ func hostileAttacks() []hstAttack {
 			run: func(ctx context.Context, n *hstNode) string {
 				var t hstTally
 				var frames atomic.Int64
-				batch := append(bytes.Repeat(hstFrame(false, 0, 0), 63), hstFrame(true, 0xA, 0)...)
+				batch := append(bytes.Repeat(rawclient.FrameHeader(false, rawclient.OpCont, 0), 63), rawclient.FrameHeader(true, rawclient.OpPong, 0)...)
 				var wg sync.WaitGroup
 				for range 8 {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						w, err := hstDialWS(n.addr, n.users[0].Token, hstDial)
+						w, err := rawclient.DialWS(n.addr, n.users[0].Token, nil)
 						if err != nil {
 							t.add("dial: " + err.Error())
 							return
 						}
-						defer w.c.Close()
+						defer w.Conn.Close()
 						go func() {
-							if _, err := w.c.Write(hstFrame(false, 1, 0)); err != nil {
+							if _, err := w.Conn.Write(rawclient.FrameHeader(false, rawclient.OpText, 0)); err != nil {
 								return
 							}
 							for ctx.Err() == nil {
-								_ = w.c.SetWriteDeadline(time.Now().Add(time.Second))
-								if _, err := w.c.Write(batch); err != nil {
+								_ = w.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+								if _, err := w.Conn.Write(batch); err != nil {
 									var ne net.Error
 									if errors.As(err, &ne) && ne.Timeout() {
 										continue
@@ -737,7 +552,7 @@ func hostileAttacks() []hstAttack {
 						}()
 						start := time.Now()
 						dl, _ := ctx.Deadline()
-						if hstEnded(w.c, w.br, time.Until(dl)) {
+						if rawclient.WaitClosed(w.Conn, w.Reader, time.Until(dl)) == nil {
 							t.add(fmt.Sprintf("cut within %v", time.Since(start).Round(time.Second)))
 						} else {
 							t.add("still open at the end")
@@ -779,7 +594,7 @@ func hostileAttacks() []hstAttack {
 					var c net.Conn
 					var r io.Reader
 					if i%2 == 0 {
-						cc, err := hstSmallWindow(n.addr)
+						cc, err := rawclient.DialSmallWindow("tcp", n.addr)
 						if err != nil {
 							t.add("dial: " + err.Error())
 							return
@@ -790,13 +605,13 @@ func hostileAttacks() []hstAttack {
 						}
 						c, r = cc, cc
 					} else {
-						w, err := hstDialWS(n.addr, victim.Token, hstSmallWindow)
+						w, err := rawclient.DialWS(n.addr, victim.Token, rawclient.DialSmallWindow)
 						if err != nil {
 							t.add("dial: " + err.Error())
 							time.Sleep(100 * time.Millisecond)
 							return
 						}
-						c, r = w.c, w.br
+						c, r = w.Conn, w.Reader
 					}
 					defer c.Close()
 					kind := map[bool]string{true: "SSE", false: "WebSocket"}[i%2 == 0]
@@ -804,7 +619,7 @@ func hostileAttacks() []hstAttack {
 						// Never reads: whether it was cut is seen once the
 						// attack is over.
 						<-ctx.Done()
-						if hstEnded(c, r, 15*time.Second) {
+						if rawclient.WaitClosed(c, r, 15*time.Second) == nil {
 							t.add(kind + " never reading: cut")
 						} else {
 							t.add(kind + " never reading: still open 15 s after the flood")
@@ -821,7 +636,7 @@ func hostileAttacks() []hstAttack {
 					}
 					// What the server wrote before it cut the connection is
 					// still buffered: read it away to find the end.
-					if hstEnded(c, r, 15*time.Second) {
+					if rawclient.WaitClosed(c, r, 15*time.Second) == nil {
 						t.add(kind + " a byte a second: cut")
 					} else {
 						t.add(kind + " a byte a second: still open 15 s after the flood")
@@ -885,7 +700,7 @@ func hostileAttacks() []hstAttack {
 					}
 					body, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
-					return strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, hstErrorCode(body)))
+					return strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, rawclient.ErrorCode(body)))
 				}
 				var idle []net.Conn
 				defer func() {
@@ -980,7 +795,7 @@ func hostileAttacks() []hstAttack {
 				}
 				g0, h0 := hstMetric(n.base, "go_goroutines"), hstMetric(n.base, "go_memstats_heap_inuse_bytes")
 				for range 16 {
-					c, err := hstSmallWindow(n.addr)
+					c, err := rawclient.DialSmallWindow("tcp", n.addr)
 					if err != nil {
 						t.add("dial: " + err.Error())
 						continue

@@ -13,10 +13,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +36,7 @@ import (
 
 	"github.com/chatgate/chatgate/client"
 	"github.com/chatgate/chatgate/core"
+	"github.com/chatgate/chatgate/internal/rawclient"
 	"github.com/chatgate/chatgate/internal/testkit"
 	"github.com/chatgate/chatgate/wire"
 )
@@ -232,221 +229,16 @@ func (p *hproc) metric(t testing.TB, series string) float64 {
 	return 0
 }
 
-// ---- raw HTTP ----
-
-// hostileErrorCode is error.code of an error body.
-func hostileErrorCode(body []byte) string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal(body, &e)
-	return e.Error.Code
-}
-
-// bigBody is the outcome of sending an oversized body.
-type bigBody struct {
-	status  int
-	code    string
-	written int64         // body bytes the client got to write
-	answer  time.Duration // until the answer came
-	cut     time.Duration // until the server stopped taking the body
-}
-
-// hostileBigBody POSTs a body of size bytes (chunked and endless when size
-// is 0) over a raw connection, writing as fast as the server takes it, and
-// reads the answer meanwhile. It returns once the server has answered and
-// stopped taking the body. It may run on any goroutine.
-func hostileBigBody(addr, path, token string, size int64) (bigBody, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return bigBody{}, err
-	}
-	defer c.Close()
-	var hdr strings.Builder
-	fmt.Fprintf(&hdr, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n", path, addr)
-	if token != "" {
-		fmt.Fprintf(&hdr, "Authorization: Bearer %s\r\n", token)
-	}
-	if size > 0 {
-		fmt.Fprintf(&hdr, "Content-Length: %d\r\n\r\n", size)
-	} else {
-		hdr.WriteString("Transfer-Encoding: chunked\r\n\r\n")
-	}
-	start := time.Now()
-	if _, err = io.WriteString(c, hdr.String()); err != nil {
-		return bigBody{}, err
-	}
-	// A JSON string that never ends: valid as far as the server reads.
-	const piece = 64 << 10
-	chunk := bytes.Repeat([]byte("a"), piece)
-	first := append([]byte(`{"to":"1","client_msg_id":"x","content":"`), chunk[:piece-41]...)
-	var written atomic.Int64
-	wrote := make(chan time.Duration, 1)
-	go func() {
-		_ = c.SetWriteDeadline(time.Now().Add(60 * time.Second))
-		var b []byte
-		for i := 0; size == 0 || written.Load() < size; i++ {
-			p := chunk
-			if i == 0 {
-				p = first
-			}
-			if size > 0 {
-				p = p[:min(int64(len(p)), size-written.Load())]
-			}
-			b = b[:0]
-			if size == 0 {
-				b = fmt.Appendf(b, "%x\r\n", len(p))
-			}
-			b = append(b, p...)
-			if size == 0 {
-				b = append(b, "\r\n"...)
-			}
-			if _, err := c.Write(b); err != nil {
-				break
-			}
-			written.Add(int64(len(p)))
-		}
-		wrote <- time.Since(start)
-	}()
-	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return bigBody{}, fmt.Errorf("no answer to a %d-byte body on %s: %w", size, path, err)
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	out := bigBody{status: resp.StatusCode, code: hostileErrorCode(body), answer: time.Since(start)}
-	// The server closes once it has answered: the writer's next writes fail.
-	select {
-	case out.cut = <-wrote:
-	case <-time.After(60 * time.Second):
-		return out, fmt.Errorf("the server kept reading the body of %s for 60 s after answering %d", path, resp.StatusCode)
-	}
-	out.written = written.Load()
-	return out, nil
-}
-
 // ---- raw WebSocket ----
 
-// hws is a WebSocket client that writes whatever frames a test crafts.
-type hws struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-// hostileDialWS opens /v1/ws for token with a hand-written handshake,
-// dialing with dial (nil: net.Dial).
-func hostileDialWS(t testing.TB, addr, token string, dial func(string, string) (net.Conn, error)) *hws {
+// hostileDialWS is rawclient.DialWS on the test's goroutine: a failure
+// fails the test, and the socket is closed when the test ends.
+func hostileDialWS(t testing.TB, addr, token string, dial func(string, string) (net.Conn, error)) *rawclient.WS {
 	t.Helper()
-	if dial == nil {
-		dial = net.Dial
-	}
-	c, err := dial("tcp", addr)
+	w, err := rawclient.DialWS(addr, token, dial)
 	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	w, err := hostileHandshake(c, addr, token)
-	require.NoError(t, err)
+	t.Cleanup(func() { w.Conn.Close() })
 	return w
-}
-
-// hwsHeader is a masked client frame header for n payload bytes. The mask
-// key is zero, so the payload goes as it is.
-func hwsHeader(fin bool, op byte, n uint64) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	h := []byte{b0}
-	switch {
-	case n < 126:
-		h = append(h, 0x80|byte(n))
-	case n <= 0xffff:
-		h = append(h, 0x80|126)
-		h = binary.BigEndian.AppendUint16(h, uint16(n))
-	default:
-		h = append(h, 0x80|127)
-		h = binary.BigEndian.AppendUint64(h, n)
-	}
-	return append(h, 0, 0, 0, 0)
-}
-
-const (
-	hwsCont  = 0x0
-	hwsText  = 0x1
-	hwsClose = 0x8
-	hwsPing  = 0x9
-	hwsPong  = 0xA
-)
-
-func (w *hws) frame(fin bool, op byte, payload []byte) error {
-	_ = w.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	_, err := w.c.Write(append(hwsHeader(fin, op, uint64(len(payload))), payload...))
-	return err
-}
-
-// read returns the next server frame.
-func (w *hws) read() (op byte, payload []byte, err error) {
-	var h [2]byte
-	if _, err := io.ReadFull(w.br, h[:]); err != nil {
-		return 0, nil, err
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(w.br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(w.br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = binary.BigEndian.Uint64(b[:])
-	}
-	if h[1]&0x80 != 0 || n > 16<<20 {
-		return 0, nil, fmt.Errorf("bad server frame header %x (length %d)", h, n)
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(w.br, payload); err != nil {
-		return 0, nil, err
-	}
-	return h[0] & 0x0f, payload, nil
-}
-
-// closeCode reads until the server's close frame and returns its code
-// (1005 when it has none); err when the connection ended without one or
-// nothing came within timeout.
-func (w *hws) closeCode(timeout time.Duration) (int, string, error) {
-	_ = w.c.SetReadDeadline(time.Now().Add(timeout))
-	for {
-		op, p, err := w.read()
-		if err != nil {
-			return 0, "", err
-		}
-		if op != hwsClose {
-			continue
-		}
-		if len(p) < 2 {
-			return 1005, "", nil
-		}
-		return int(binary.BigEndian.Uint16(p)), string(p[2:]), nil
-	}
-}
-
-// hostileEnded waits until the server has closed the connection, reading and
-// dropping what it sent; err when it is still open after timeout.
-func hostileEnded(c net.Conn, r io.Reader, timeout time.Duration) error {
-	_ = c.SetReadDeadline(time.Now().Add(timeout))
-	_, err := io.Copy(io.Discard, r)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("still open after %v", timeout)
-	}
-	return nil // EOF or reset: closed
 }
 
 // ---- a bystander: a normal user whose messages are timed ----
@@ -609,9 +401,10 @@ func TestHostileHugeBodies(t *testing.T) {
 		{"100 MB to POST /v1/messages without a token", "/v1/messages", "", 100 << 20, http.StatusUnauthorized, "unauthorized"},
 	}
 	parallel := hsize(2, 16)
+	first, rest := rawclient.EndlessJSON()
 	mem := hostileWatchMem(t, p)
 	var mu sync.Mutex
-	results := map[string][]bigBody{}
+	results := map[string][]rawclient.BodyResult{}
 	by.during("huge bodies", time.Second, func(ctx context.Context) {
 		var wg sync.WaitGroup
 		for _, a := range attacks {
@@ -619,7 +412,7 @@ func TestHostileHugeBodies(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r, err := hostileBigBody(p.addr, a.path, a.token, a.size)
+					r, err := rawclient.PostBody(p.addr, a.path, a.token, a.size, first, rest)
 					if err != nil {
 						t.Errorf("%s: %v", a.name, err)
 						return
@@ -640,13 +433,13 @@ func TestHostileHugeBodies(t *testing.T) {
 		var maxW int64
 		var maxA, maxC time.Duration
 		for _, r := range rs {
-			require.Equal(t, a.status, r.status, a.name)
-			require.Equal(t, a.code, r.code, a.name)
+			require.Equal(t, a.status, r.Status, a.name)
+			require.Equal(t, a.code, r.Code, a.name)
 			// Every byte past the cap that the client got to write sat in
 			// socket buffers, never in the server's memory; 48 MiB leaves
 			// room for any loopback autotuning and is still half of 100 MB.
-			require.Less(t, r.written, int64(48<<20), "%s: the server took %d bytes", a.name, r.written)
-			maxW, maxA, maxC = max(maxW, r.written), max(maxA, r.answer), max(maxC, r.cut)
+			require.Less(t, r.Written, int64(48<<20), "%s: the server took %d bytes", a.name, r.Written)
+			maxW, maxA, maxC = max(maxW, r.Written), max(maxA, r.Answer), max(maxC, r.Cut)
 		}
 		t.Logf("%s ×%d: answered %d %s within %v; the client wrote at most %.1f MiB before the server closed (%v)",
 			a.name, parallel, a.status, a.code, maxA.Round(time.Millisecond), float64(maxW)/(1<<20), maxC.Round(time.Millisecond))
@@ -670,20 +463,20 @@ func TestHostileWebSocketFrames(t *testing.T) {
 	u := testkit.Signup(t, n.URL(), "frames")
 	limit := uint64(wire.MaxBodyBytes)
 
-	expect1009 := func(t *testing.T, w *hws) {
+	expect1009 := func(t *testing.T, w *rawclient.WS) {
 		t.Helper()
-		code, _, err := w.closeCode(10 * time.Second)
+		code, _, err := w.CloseCode(10 * time.Second)
 		require.NoError(t, err, "no close frame")
 		require.Equal(t, 1009, code)
-		require.NoError(t, hostileEnded(w.c, w.br, 10*time.Second))
+		require.NoError(t, rawclient.WaitClosed(w.Conn, w.Reader, 10*time.Second))
 	}
 	t.Run("frame over the limit", func(t *testing.T) {
 		for _, c := range []struct {
 			op byte
 			n  uint64
-		}{{hwsText, limit + 1}, {0x2, limit + 1}, {hwsText, 1<<63 - 1}} {
+		}{{rawclient.OpText, limit + 1}, {rawclient.OpBinary, limit + 1}, {rawclient.OpText, 1<<63 - 1}} {
 			w := hostileDialWS(t, n.Addr(), u.Token, nil)
-			_, err := w.c.Write(hwsHeader(true, c.op, c.n)) // the header alone: the server must not wait for the payload
+			_, err := w.Conn.Write(rawclient.FrameHeader(true, c.op, c.n)) // the header alone: the server must not wait for the payload
 			require.NoError(t, err)
 			expect1009(t, w)
 		}
@@ -691,14 +484,14 @@ func TestHostileWebSocketFrames(t *testing.T) {
 	t.Run("fragments adding up past the limit", func(t *testing.T) {
 		w := hostileDialWS(t, n.Addr(), u.Token, nil)
 		piece := bytes.Repeat([]byte("a"), 64<<10)
-		op, sent := byte(hwsText), uint64(0)
+		op, sent := rawclient.OpText, uint64(0)
 		for sent+uint64(len(piece)) <= limit {
-			require.NoError(t, w.frame(false, op, piece))
-			op, sent = hwsCont, sent+uint64(len(piece))
+			require.NoError(t, w.WriteFrame(false, op, piece))
+			op, sent = rawclient.OpCont, sent+uint64(len(piece))
 		}
 		// Each fragment is within the limit; this one's header takes the
 		// message past it.
-		_, err := w.c.Write(hwsHeader(false, hwsCont, uint64(len(piece))))
+		_, err := w.Conn.Write(rawclient.FrameHeader(false, rawclient.OpCont, uint64(len(piece))))
 		require.NoError(t, err)
 		expect1009(t, w)
 	})
@@ -707,9 +500,9 @@ func TestHostileWebSocketFrames(t *testing.T) {
 		var written atomic.Int64
 		go func() {
 			piece := bytes.Repeat([]byte("a"), 1<<10)
-			op := byte(hwsText)
-			for w.frame(false, op, piece) == nil {
-				op = hwsCont
+			op := rawclient.OpText
+			for w.WriteFrame(false, op, piece) == nil {
+				op = rawclient.OpCont
 				written.Add(int64(len(piece)))
 			}
 		}()
@@ -721,13 +514,13 @@ func TestHostileWebSocketFrames(t *testing.T) {
 		// (pong wait) ends a message that takes longer than it.
 		w := hostileDialWS(t, n.Addr(), u.Token, nil)
 		go func() {
-			op := byte(hwsText)
-			for w.frame(false, op, nil) == nil {
-				op = hwsCont
+			op := rawclient.OpText
+			for w.WriteFrame(false, op, nil) == nil {
+				op = rawclient.OpCont
 			}
 		}()
 		start := time.Now()
-		require.NoError(t, hostileEnded(w.c, w.br, 20*time.Second))
+		require.NoError(t, rawclient.WaitClosed(w.Conn, w.Reader, 20*time.Second))
 		t.Logf("cut after %v", time.Since(start).Round(time.Millisecond))
 	})
 	t.Run("endless empty fragments answering pings", func(t *testing.T) {
@@ -737,17 +530,17 @@ func TestHostileWebSocketFrames(t *testing.T) {
 		// as fast as it can send them. A message must end within the read
 		// deadline whatever pongs come meanwhile. Text messages are read
 		// by the transport, binary ones skipped: both are checked.
-		for _, first := range []byte{hwsText, 0x2} {
+		for _, first := range []byte{rawclient.OpText, rawclient.OpBinary} {
 			w := hostileDialWS(t, n.Addr(), u.Token, nil)
 			go func() {
 				op := first
 				for i := 0; ; i++ {
 					var err error
 					if i%64 == 63 {
-						err = w.frame(true, hwsPong, nil)
+						err = w.WriteFrame(true, rawclient.OpPong, nil)
 					} else {
-						err = w.frame(false, op, nil)
-						op = hwsCont
+						err = w.WriteFrame(false, op, nil)
+						op = rawclient.OpCont
 					}
 					if err != nil {
 						return
@@ -755,7 +548,7 @@ func TestHostileWebSocketFrames(t *testing.T) {
 				}
 			}()
 			start := time.Now()
-			err := hostileEnded(w.c, w.br, 20*time.Second)
+			err := rawclient.WaitClosed(w.Conn, w.Reader, 20*time.Second)
 			require.NoError(t, err, "a message (opcode %d) of endless empty fragments with pongs between them was not ended", first)
 			t.Logf("opcode %d: cut after %v", first, time.Since(start).Round(time.Millisecond))
 		}
@@ -998,19 +791,6 @@ func TestHostileTrickledBody(t *testing.T) {
 
 // ---- 3. readers that never read ----
 
-// hostileSmallWindow dials with a 4 KiB receive buffer (no autotuning), so a
-// client that does not read stalls the server's writes after little data.
-func hostileSmallWindow(network, addr string) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	return d.Dial(network, addr)
-}
-
 // hostileLogin logs c's user in again: a new device with its own token.
 func hostileLogin(t *testing.T, base string, c *testkit.Client) *testkit.Client {
 	t.Helper()
@@ -1074,14 +854,14 @@ func TestHostileNeverReading(t *testing.T) {
 	for i := range 2 * hostile {
 		slow := i >= hostile
 		// SSE, not reading even the response headers.
-		c, err := hostileSmallWindow("tcp", p.addr)
+		c, err := rawclient.DialSmallWindow("tcp", p.addr)
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close() })
 		_, err = fmt.Fprintf(c, "GET /v1/sse HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", p.addr, victim.Token)
 		require.NoError(t, err)
 		hs = append(hs, &hconn{kind: "sse", c: c, r: c, slow: slow})
-		w := hostileDialWS(t, p.addr, victim.Token, hostileSmallWindow)
-		hs = append(hs, &hconn{kind: "websocket", c: w.c, r: w.br, slow: slow})
+		w := hostileDialWS(t, p.addr, victim.Token, rawclient.DialSmallWindow)
+		hs = append(hs, &hconn{kind: "websocket", c: w.Conn, r: w.Reader, slow: slow})
 	}
 	stopSlow := make(chan struct{})
 	var slowWG sync.WaitGroup
@@ -1164,7 +944,7 @@ func TestHostileNeverReading(t *testing.T) {
 	close(stopSlow)
 	slowWG.Wait()
 	for _, h := range hs {
-		require.NoError(t, hostileEnded(h.c, h.r, 30*time.Second), "a %s client that does not read (slow %v) was not cut", h.kind, h.slow)
+		require.NoError(t, rawclient.WaitClosed(h.c, h.r, 30*time.Second), "a %s client that does not read (slow %v) was not cut", h.kind, h.slow)
 	}
 	// The server's accounting agrees: the streams left are the normal
 	// device's and the bystander's WebSockets.
@@ -1247,7 +1027,7 @@ func TestHostileNeverReadingResponses(t *testing.T) {
 	mem = hostileWatchMem(t, p)
 	start := time.Now()
 	for range k {
-		c, err := hostileSmallWindow("tcp", p.addr)
+		c, err := rawclient.DialSmallWindow("tcp", p.addr)
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close() })
 		_, err = fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path, a.Token)
@@ -1363,12 +1143,12 @@ func TestHostileIdleSockets(t *testing.T) {
 					t.Errorf("address %d, connection %d past the limit: %v", a, i, err)
 					return
 				}
-				if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || hostileErrorCode(body) != "too_many_connections" {
+				if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || rawclient.ErrorCode(body) != "too_many_connections" {
 					c.Close()
 					t.Errorf("address %d, connection %d past the limit: %d Retry-After %q %s", a, i, resp.StatusCode, resp.Header.Get("Retry-After"), body)
 					return
 				}
-				if err := hostileEnded(c, br, 10*time.Second); err != nil {
+				if err := rawclient.WaitClosed(c, br, 10*time.Second); err != nil {
 					t.Errorf("a refused connection: %v", err)
 				}
 				c.Close()
@@ -1422,29 +1202,29 @@ func TestHostileFrameFlood(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				kind := "heartbeat"
-				one := append(hwsHeader(true, hwsText, 20), `{"type":"heartbeat"}`...)
+				one := append(rawclient.FrameHeader(true, rawclient.OpText, 20), `{"type":"heartbeat"}`...)
 				if i%2 == 1 {
-					kind, one = "ping", hwsHeader(true, hwsPing, 0)
+					kind, one = "ping", rawclient.FrameHeader(true, rawclient.OpPing, 0)
 				}
 				batch := bytes.Repeat(one, 64)
 				for time.Now().Before(end) {
-					w, err := hostileTryDialWS(p.addr, u.Token)
+					w, err := rawclient.DialWS(p.addr, u.Token, nil)
 					if err != nil {
 						t.Errorf("%s flood: dial: %v", kind, err)
 						return
 					}
 					sockets.Add(1)
 					go func() {
-						_ = w.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+						_ = w.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 						for {
-							if _, err := w.c.Write(batch); err != nil {
+							if _, err := w.Conn.Write(batch); err != nil {
 								return
 							}
 							frames.Add(64)
 						}
 					}()
-					code, reason, err := w.closeCode(30 * time.Second)
-					w.c.Close()
+					code, reason, err := w.CloseCode(30 * time.Second)
+					w.Conn.Close()
 					mu.Lock()
 					closes[fmt.Sprintf("%s flood: %d %s %v", kind, code, reason, err)]++
 					mu.Unlock()
@@ -1461,39 +1241,4 @@ func TestHostileFrameFlood(t *testing.T) {
 		require.Regexp(t, `flood: 1008 rate_limited <nil>$`, what, "every socket is closed with 1008 rate_limited")
 	}
 	require.Less(t, peak-base, 64.0)
-}
-
-// hostileTryDialWS is hostileDialWS for any goroutine: errors are returned.
-func hostileTryDialWS(addr, token string) (*hws, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return hostileHandshake(c, addr, token)
-}
-
-// hostileHandshake upgrades c to a WebSocket of token's device; c is
-// closed if it fails.
-func hostileHandshake(c net.Conn, addr, token string) (*hws, error) {
-	key := make([]byte, 16)
-	_, _ = rand.Read(key)
-	_, err := fmt.Fprintf(c, "GET /v1/ws?access_token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", token, addr, base64.StdEncoding.EncodeToString(key))
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	br := bufio.NewReaderSize(c, 512)
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(resp.Body)
-		err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	return &hws{c: c, br: br}, nil
 }
