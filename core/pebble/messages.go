@@ -178,18 +178,20 @@ func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, max
 	if out, ok := s.recent.inbox(uid, after, limit, maxBytes); ok {
 		return out, nil
 	}
-	upper := prefixEnd(userPrefix(kindInbox, uid))
-	if lim := s.durableLimit(uid); lim != ^uint64(0) {
-		if lim <= after {
-			return nil, nil
-		}
-		upper = inboxKey(uid, lim+1)
-	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: inboxKey(uid, after+1), UpperBound: upper})
+	// The iterator first, the durable limit after: a batch the iterator
+	// sees was applied, so its entries were pending before it was made,
+	// and are still pending now unless they have become durable. Read the
+	// other way round, a batch applied in between would show entries not
+	// yet on disk (and a crash could give their seqs to other messages).
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: inboxKey(uid, after+1), UpperBound: prefixEnd(userPrefix(kindInbox, uid))})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
+	lim := s.durableLimit(uid)
+	if lim <= after {
+		return nil, nil
+	}
 	msgs, err := s.db.NewIter(&pebble.IterOptions{})
 	if err != nil {
 		return nil, err
@@ -199,6 +201,9 @@ func (s *Store) Inbox(ctx context.Context, uid core.ID, after uint64, limit, max
 	size := 0
 	for ok := it.First(); ok && len(out) < limit && size < maxBytes; ok = it.Next() {
 		seq := binary.BigEndian.Uint64(it.Key()[9:])
+		if seq > lim {
+			break
+		}
 		ref, err := it.ValueAndErr()
 		if err != nil {
 			return nil, err
