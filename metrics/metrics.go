@@ -28,6 +28,7 @@ type Metrics struct {
 	connsRefused    prometheus.Counter
 	delivered       *prometheus.CounterVec
 	sends           *prometheus.CounterVec
+	sendsOK         prometheus.Counter // sends{result="ok"}, looked up once: it is on the send path
 	sendSeconds     prometheus.Histogram
 	commitSeconds   prometheus.Histogram
 	commitBatch     prometheus.Histogram
@@ -44,7 +45,7 @@ func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		reg: reg,
 		connections: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "chatgate_connections",
@@ -95,6 +96,8 @@ func New() *Metrics {
 			Help: "HTTP API request latency by route pattern (streams and held polls excluded).",
 		}, []string{"route"}),
 	}
+	m.sendsOK = m.sends.WithLabelValues("ok")
+	return m
 }
 
 // Handler serves the exposition format.
@@ -123,10 +126,12 @@ func (m *Metrics) Delivered(transport string, n int) {
 
 // Sent records one send: its result ("ok" or an error code) and latency.
 func (m *Metrics) Sent(result string, d time.Duration) {
-	m.sends.WithLabelValues(result).Inc()
-	if result == "ok" {
-		m.sendSeconds.Observe(d.Seconds())
+	if result != "ok" {
+		m.sends.WithLabelValues(result).Inc()
+		return
 	}
+	m.sendsOK.Inc()
+	m.sendSeconds.Observe(d.Seconds())
 }
 
 // Committed records one group commit of the store.

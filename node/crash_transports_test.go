@@ -11,9 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -732,65 +729,10 @@ func (c *crWSConn) parse() {
 // ---- the process ----
 
 // crStart starts the binary on dir, listening on addr (the same port at
-// every restart, so that connected clients find it again), and waits until
-// /readyz answers 200. It is killed when the test ends.
+// every restart, so that connected clients find it again).
 func crStart(t *testing.T, bin, dir, logDir, addr string, run int) *durProc {
 	t.Helper()
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CHATGATE_") {
-			env = append(env, kv)
-		}
-	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	deadline := time.Now().Add(20 * time.Second)
-	for attempt := 0; ; attempt++ {
-		logPath := filepath.Join(logDir, fmt.Sprintf("chatgate-%d-%d.log", run, attempt))
-		logf, err := os.Create(logPath)
-		require.NoError(t, err)
-		cmd := exec.Command(bin, "-addr", addr, "-data", dir, "-log-level", "warn")
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = logf, logf
-		require.NoError(t, cmd.Start())
-		logf.Close() // the child holds its own descriptor
-		p := &durProc{cmd: cmd, base: "http://" + addr, exited: make(chan struct{}), log: logPath}
-		go func() { _ = cmd.Wait(); close(p.exited) }()
-		t.Cleanup(p.kill)
-		t.Cleanup(func() {
-			if t.Failed() {
-				b, _ := os.ReadFile(logPath)
-				t.Logf("log of run %d attempt %d (%s):\n%s", run, attempt, addr, b)
-			}
-		})
-		for {
-			select {
-			case <-p.exited:
-			default:
-				resp, err := hc.Get(p.base + "/readyz")
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						return p
-					}
-				}
-				if time.Now().After(deadline) {
-					p.kill()
-					t.Fatalf("chatgate (run %d) was not ready within 20 s", run)
-				}
-				time.Sleep(10 * time.Millisecond) // polling for readiness
-				continue
-			}
-			break
-		}
-		// It exited: most likely something else holds the port for a
-		// moment. Try again on the same port until the deadline.
-		b, _ := os.ReadFile(logPath)
-		if time.Now().After(deadline) {
-			t.Fatalf("chatgate (run %d) did not start on %s: %s", run, addr, b)
-		}
-		t.Logf("chatgate exited at start (run %d, attempt %d): %s", run, attempt, b)
-		time.Sleep(100 * time.Millisecond) // polling for the port to come free
-	}
+	return startProc(t, bin, procSpec{dir: dir, logDir: logDir, addr: addr, run: run})
 }
 
 // ---- helpers ----

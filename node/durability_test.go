@@ -590,7 +590,9 @@ func TestRestartKeepsEverything(t *testing.T) {
 // durProc is a chatgate binary running as a subprocess.
 type durProc struct {
 	cmd    *exec.Cmd
+	addr   string
 	base   string
+	pid    int
 	exited chan struct{}
 	log    string
 }
@@ -609,59 +611,103 @@ func durFreePort(t *testing.T) int {
 	return port
 }
 
-// durStart starts the binary on dir and waits until /healthz answers. The
-// process is killed when the test ends, whatever happens.
-func durStart(t *testing.T, bin, dir, logDir string, run int) *durProc {
+// procSpec says how startProc runs the binary.
+type procSpec struct {
+	dir    string   // data directory; "" for a fresh one
+	logDir string   // where its logs go; "" for a fresh one
+	run    int      // names the log files and messages of a restart
+	addr   string   // listen here at every attempt (restarts keep their port); "" for a free port each time
+	args   []string // more flags
+	// mustLive makes the process exiting by itself before the test ends
+	// an error (a crash), for tests that never kill it.
+	mustLive bool
+}
+
+// startProc starts the binary and waits until /readyz answers 200; it is
+// killed when the test ends, whatever happens. A process that exits at
+// start (most likely its port was taken for a moment) is started again,
+// for up to 20 s.
+func startProc(t *testing.T, bin string, s procSpec) *durProc {
 	t.Helper()
-	env := []string{}
+	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CHATGATE_") {
 			env = append(env, kv)
 		}
 	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for attempt := 0; attempt < 5; attempt++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", durFreePort(t))
-		logPath := filepath.Join(logDir, fmt.Sprintf("chatgate-%d-%d.log", run, attempt))
+	if s.dir == "" {
+		s.dir = t.TempDir()
+	}
+	if s.logDir == "" {
+		s.logDir = t.TempDir()
+	}
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	deadline := time.Now().Add(20 * time.Second)
+	for attempt := 0; ; attempt++ {
+		addr := s.addr
+		if addr == "" {
+			addr = fmt.Sprintf("127.0.0.1:%d", durFreePort(t))
+		}
+		logPath := filepath.Join(s.logDir, fmt.Sprintf("chatgate-%d-%d.log", s.run, attempt))
 		logf, err := os.Create(logPath)
 		require.NoError(t, err)
-		cmd := exec.Command(bin, "-addr", addr, "-data", dir, "-log-level", "warn")
+		cmd := exec.Command(bin, append([]string{"-addr", addr, "-data", s.dir, "-log-level", "warn"}, s.args...)...)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = logf, logf
 		require.NoError(t, cmd.Start())
 		logf.Close() // the child holds its own descriptor
-		p := &durProc{cmd: cmd, base: "http://" + addr, exited: make(chan struct{}), log: logPath}
+		p := &durProc{cmd: cmd, addr: addr, base: "http://" + addr, pid: cmd.Process.Pid, exited: make(chan struct{}), log: logPath}
 		go func() { _ = cmd.Wait(); close(p.exited) }()
-		t.Cleanup(p.kill)
+		started := false
 		t.Cleanup(func() {
+			select {
+			case <-p.exited:
+				if started && s.mustLive {
+					b, _ := os.ReadFile(logPath)
+					t.Errorf("chatgate exited during the test: %s", b)
+				}
+			default:
+				p.kill()
+			}
 			if t.Failed() {
 				b, _ := os.ReadFile(logPath)
-				t.Logf("log of run %d (%s):\n%s", run, addr, b)
+				t.Logf("log of run %d attempt %d (%s):\n%s", s.run, attempt, addr, b)
 			}
 		})
-		deadline := time.Now().Add(15 * time.Second)
 		for {
 			select {
 			case <-p.exited:
 			default:
-				resp, err := hc.Get(p.base + "/healthz")
+				resp, err := hc.Get(p.base + "/readyz")
 				if err == nil {
 					resp.Body.Close()
 					if resp.StatusCode == http.StatusOK {
+						started = true
 						return p
 					}
 				}
-				require.True(t, time.Now().Before(deadline), "chatgate did not answer /healthz within 15 s")
+				if time.Now().After(deadline) {
+					p.kill()
+					t.Fatalf("chatgate (run %d) was not ready within 20 s", s.run)
+				}
 				time.Sleep(10 * time.Millisecond) // polling for readiness
 				continue
 			}
-			break // exited: most likely the port was taken meanwhile; try another
+			break
 		}
 		b, _ := os.ReadFile(logPath)
-		t.Logf("chatgate exited at start (attempt %d): %s", attempt, b)
+		if time.Now().After(deadline) {
+			t.Fatalf("chatgate (run %d) did not start on %s: %s", s.run, addr, b)
+		}
+		t.Logf("chatgate exited at start (run %d, attempt %d): %s", s.run, attempt, b)
+		time.Sleep(100 * time.Millisecond) // polling for the port to come free
 	}
-	t.Fatal("chatgate did not start")
-	return nil
+}
+
+// durStart starts the binary on dir (see startProc).
+func durStart(t *testing.T, bin, dir, logDir string, run int) *durProc {
+	t.Helper()
+	return startProc(t, bin, procSpec{dir: dir, logDir: logDir, run: run})
 }
 
 // durAttempt is one send of the crash test.

@@ -20,15 +20,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,86 +50,16 @@ func hsize[T any](ci, long T) T {
 
 // ---- a node as a process, for its memory ----
 
-// hproc is a chatgate binary running as a subprocess.
-type hproc struct {
-	addr, base string
-	pid        int
-	exited     chan struct{}
-}
-
-// hostileStart runs the binary on a fresh data directory with args added,
-// waits for /healthz and kills it when the test ends.
-func hostileStart(t *testing.T, args ...string) *hproc {
+// hostileStart runs the binary on a fresh data directory with args added
+// and kills it when the test ends; its exiting by itself meanwhile is a
+// crash.
+func hostileStart(t *testing.T, args ...string) *durProc {
 	t.Helper()
-	bin := testkit.Binary(t)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CHATGATE_") {
-			env = append(env, kv)
-		}
-	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for attempt := range 5 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		addr := ln.Addr().String()
-		require.NoError(t, ln.Close())
-		logPath := filepath.Join(t.TempDir(), "chatgate.log")
-		logf, err := os.Create(logPath)
-		require.NoError(t, err)
-		cmd := exec.Command(bin, append([]string{"-addr", addr, "-data", t.TempDir(), "-log-level", "warn"}, args...)...)
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = logf, logf
-		require.NoError(t, cmd.Start())
-		logf.Close()
-		p := &hproc{addr: addr, base: "http://" + addr, pid: cmd.Process.Pid, exited: make(chan struct{})}
-		go func() { _ = cmd.Wait(); close(p.exited) }()
-		started := false
-		t.Cleanup(func() {
-			select {
-			case <-p.exited:
-				if started {
-					// It must not have died by itself: that is a crash.
-					b, _ := os.ReadFile(logPath)
-					t.Errorf("chatgate exited during the test: %s", b)
-				}
-				return
-			default:
-			}
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-p.exited
-			if t.Failed() {
-				b, _ := os.ReadFile(logPath)
-				t.Logf("chatgate log:\n%s", b)
-			}
-		})
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			select {
-			case <-p.exited:
-			default:
-				if resp, err := hc.Get(p.base + "/healthz"); err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						started = true
-						return p
-					}
-				}
-				require.True(t, time.Now().Before(deadline), "chatgate did not answer /healthz within 15 s")
-				time.Sleep(10 * time.Millisecond) // polling for readiness
-				continue
-			}
-			break // exited: the port was most likely taken meanwhile
-		}
-		b, _ := os.ReadFile(logPath)
-		t.Logf("chatgate exited at start (attempt %d): %s", attempt, b)
-	}
-	t.Fatal("chatgate did not start")
-	return nil
+	return startProc(t, testkit.Binary(t), procSpec{args: args, mustLive: true})
 }
 
 // statusKB reads a kB field of /proc/PID/status (VmRSS, VmHWM).
-func (p *hproc) statusKB(t testing.TB, field string) int64 {
+func (p *durProc) statusKB(t testing.TB, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
 	require.NoError(t, err)
 	for _, line := range strings.Split(string(b), "\n") {
@@ -147,7 +74,7 @@ func (p *hproc) statusKB(t testing.TB, field string) int64 {
 }
 
 // alive fails the test if the node has exited (crashed).
-func (p *hproc) alive(t testing.TB) {
+func (p *durProc) alive(t testing.TB) {
 	t.Helper()
 	select {
 	case <-p.exited:
@@ -160,7 +87,7 @@ func (p *hproc) alive(t testing.TB) {
 // the kernel's high-water mark, reset at the start, and the highest of the
 // samples taken every 10 ms in case the reset is not allowed.
 type hmem struct {
-	p       *hproc
+	p       *durProc
 	base    int64
 	stop    chan struct{}
 	done    chan struct{}
@@ -168,7 +95,7 @@ type hmem struct {
 	cleared bool
 }
 
-func hostileWatchMem(t testing.TB, p *hproc) *hmem {
+func hostileWatchMem(t testing.TB, p *durProc) *hmem {
 	m := &hmem{p: p, base: p.statusKB(t, "VmRSS"), stop: make(chan struct{}), done: make(chan struct{})}
 	m.cleared = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.pid), []byte("5"), 0) == nil
 	m.peak.Store(m.base)
@@ -212,7 +139,7 @@ func (m *hmem) end(t testing.TB) (base, peak float64) {
 
 // metric reads one series of the node's GET /metrics ("name" or
 // `name{label="value"}`); 0 when it is absent.
-func (p *hproc) metric(t testing.TB, series string) float64 {
+func (p *durProc) metric(t testing.TB, series string) float64 {
 	t.Helper()
 	resp, err := http.Get(p.base + "/metrics")
 	require.NoError(t, err)
