@@ -628,6 +628,7 @@ func (s *Service) Send(ctx context.Context, se Session, in SendInput) (res SendR
 	} else {
 		req.GroupID = *in.GroupID
 	}
+	s.mentions(ctx, &req)
 	res, err = s.store.Append(ctx, req)
 	if err != nil {
 		return res, err
@@ -709,23 +710,11 @@ func (s *Service) History(ctx context.Context, se Session, conv string, before, 
 	}
 	limit = clampLimit(limit, DefaultPageLimit, MaxPageLimit)
 	msgs, err = s.store.History(ctx, se.UserID, conv, before, after, limit+1)
-	if len(msgs) > limit {
-		msgs, hasMore = msgs[:limit], true
+	if err != nil {
+		return nil, false, err
 	}
-	// A page is cut at MaxSyncBytes like a sync page (at least one message
-	// stays): 200 of the longest messages would be 240 MB to build and
-	// hold for a client that may never read it.
-	size := 0
-	for i, m := range msgs {
-		if size += len(m); size > MaxSyncBytes && i > 0 {
-			msgs, hasMore = msgs[:i], true
-			break
-		}
-	}
-	if msgs == nil {
-		msgs = []json.RawMessage{}
-	}
-	return msgs, hasMore, err
+	msgs, hasMore = capPage(msgs, limit)
+	return msgs, hasMore, nil
 }
 
 // MarkRead moves the caller's read marker in conv forward to msg.

@@ -35,6 +35,16 @@ func (m *Message) AppendJSON(b []byte) []byte {
 	b = m.CreatedAt.appendJSON(b)
 	b = append(b, `,"client_msg_id":`...)
 	b = AppendJSONString(b, m.ClientMsgID)
+	if len(m.Mentions) > 0 {
+		b = append(b, `,"mentions":[`...)
+		for i, id := range m.Mentions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendIDJSON(b, id)
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 

@@ -21,6 +21,7 @@ type reference struct {
 	Content        string    `json:"content"`
 	CreatedAt      core.Time `json:"created_at"`
 	ClientMsgID    string    `json:"client_msg_id"`
+	Mentions       []core.ID `json:"mentions,omitempty"`
 }
 
 func checkSame(t *testing.T, m core.Message) {
@@ -44,6 +45,8 @@ func TestMessageJSONMatchesEncodingJSON(t *testing.T) {
 		checkSame(t, core.Message{ID: 1, ConversationID: "d_1_2", From: 1, To: 2, Content: s, CreatedAt: core.Now(), ClientMsgID: s})
 	}
 	checkSame(t, core.Message{ID: 383911507987009536, ConversationID: "g_9", From: 7, GroupID: 9, Content: "x"})
+	checkSame(t, core.Message{ID: 2, ConversationID: "g_9", From: 7, GroupID: 9, Content: "@a @b", Mentions: []core.ID{7}})
+	checkSame(t, core.Message{ID: 3, ConversationID: "g_9", From: 7, GroupID: 9, Content: "@a @b", Mentions: []core.ID{7, 383911454543187968}})
 	checkSame(t, core.Message{CreatedAt: core.Time{Time: time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.FixedZone("x", 3600))}})
 	for _, y := range []int{-1, 0, 1, 999, 9999, 10000} {
 		checkSame(t, core.Message{CreatedAt: core.Time{Time: time.Date(y, 12, 31, 23, 59, 59, 999999999, time.UTC)}})

@@ -141,6 +141,17 @@ type Message struct {
 	Content        string `json:"content"`
 	CreatedAt      Time   `json:"created_at"`
 	ClientMsgID    string `json:"client_msg_id"`
+	Mentions       []ID   `json:"mentions,omitempty"`
+}
+
+// Mentioned reports whether the message mentions uid.
+func (m *Message) Mentioned(uid ID) bool {
+	for _, id := range m.Mentions {
+		if id == uid {
+			return true
+		}
+	}
+	return false
 }
 
 // Conversation is one entry of GET /v1/conversations.

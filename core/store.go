@@ -14,6 +14,7 @@ type Store interface {
 	Users
 	Social
 	Messages
+	Finder
 	PushOutbox
 	Close() error
 }
@@ -79,6 +80,10 @@ type SendRequest struct {
 	Content     string
 	ClientMsgID string
 	CreatedAt   Time
+	// Mentions are the members the content mentions (@username), found by
+	// the core; the store keeps them on the message and lists the message
+	// under each of them.
+	Mentions []ID
 	// NeedsPush reports whether a recipient has no connected device; the
 	// store writes a push-outbox entry for each such recipient in the same
 	// transaction as the message, so a crash never drops a notification.

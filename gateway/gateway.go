@@ -107,6 +107,8 @@ func New(svc *core.Service, disc discovery.Discovery, eps []transports.Endpoint,
 	a.GET("/conversations", g.conversations)
 	a.GET("/conversations/:id/messages", g.history)
 	a.POST("/conversations/:id/read", g.markRead)
+	a.GET("/search", g.search)
+	a.GET("/mentions", g.mentions)
 	for _, ep := range eps {
 		a.GET(strings.TrimPrefix(ep.Path, "/v1"), g.mount(ep.Handler))
 	}
@@ -572,11 +574,63 @@ func (g *Gateway) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	around, err := queryID(c, "around")
+	if err != nil {
+		return err
+	}
 	limit, err := queryLimit(c)
 	if err != nil {
 		return err
 	}
+	if around != 0 {
+		if before != 0 || after != 0 {
+			return core.Errorf(core.KindInvalid, "invalid_around", "around cannot be combined with before or after")
+		}
+		a, err := g.svc.HistoryAround(c.Request().Context(), session(c), c.Param("id"), around, limit)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, a)
+	}
 	msgs, more, err := g.svc.History(c.Request().Context(), session(c), c.Param("id"), before, after, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct {
+		Messages []json.RawMessage `json:"messages"`
+		HasMore  bool              `json:"has_more"`
+	}{msgs, more})
+}
+
+func (g *Gateway) search(c echo.Context) error {
+	before, err := queryID(c, "before")
+	if err != nil {
+		return err
+	}
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	found, more, err := g.svc.Search(c.Request().Context(), session(c), c.QueryParam("q"), c.QueryParam("conversation_id"), before, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct {
+		Results []core.Found `json:"results"`
+		HasMore bool         `json:"has_more"`
+	}{found, more})
+}
+
+func (g *Gateway) mentions(c echo.Context) error {
+	before, err := queryID(c, "before")
+	if err != nil {
+		return err
+	}
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	msgs, more, err := g.svc.Mentions(c.Request().Context(), session(c), before, limit)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,9 @@ var _ core.Notifier = Log{}
 
 // Notify implements core.Notifier.
 func (l Log) Notify(_ context.Context, n core.Notification) error {
-	l.Logger.Info("push notification", "id", n.ID, "user", n.UserID)
+	var m core.Message
+	_ = json.Unmarshal(n.Message, &m)
+	l.Logger.Info("push notification", "id", n.ID, "user", n.UserID, "mentioned", m.Mentioned(n.UserID))
 	return nil
 }
 
@@ -46,6 +48,10 @@ type Payload struct {
 	GroupID        core.ID   `json:"group_id,omitempty"`
 	Preview        string    `json:"preview"`
 	CreatedAt      core.Time `json:"created_at"`
+	// Mentioned is true when the message mentions the user (@username):
+	// apps word such a notification differently, or let it through a
+	// muted group.
+	Mentioned bool `json:"mentioned,omitempty"`
 }
 
 // Webhook POSTs each notification as JSON to URL, signed so the receiver
@@ -89,6 +95,7 @@ func (w *Webhook) Notify(ctx context.Context, n core.Notification) error {
 	body, err := json.Marshal(Payload{
 		ID: n.ID, UserID: n.UserID, MessageID: m.ID, ConversationID: m.ConversationID,
 		From: m.From, GroupID: m.GroupID, Preview: preview(m.Content), CreatedAt: m.CreatedAt,
+		Mentioned: m.Mentioned(n.UserID),
 	})
 	if err != nil {
 		return err

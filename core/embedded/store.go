@@ -32,6 +32,8 @@ type Options struct {
 	CacheBytes int64
 	// OnCommit is told of every durable group commit of the history.
 	OnCommit func(requests int, d time.Duration)
+	// OnIndex is told of every batch of messages indexed for search.
+	OnIndex func(messages int)
 }
 
 // Store is the embedded core.Store. Users and social calls go to buntdb,
@@ -53,7 +55,7 @@ func Open(dir string, ids *core.Snowflake, log *slog.Logger, o Options) (*Store,
 	if err != nil {
 		return nil, err
 	}
-	history, err := pebble.Open(filepath.Join(dir, "history"), social, ids, log, pebble.Options{CacheBytes: o.CacheBytes, OnCommit: o.OnCommit})
+	history, err := pebble.Open(filepath.Join(dir, "history"), social, ids, log, pebble.Options{CacheBytes: o.CacheBytes, OnCommit: o.OnCommit, OnIndex: o.OnIndex})
 	if err != nil {
 		social.Close()
 		return nil, err
@@ -128,6 +130,28 @@ func (s *Store) InboxHead(ctx context.Context, uid core.ID) (uint64, error) {
 func (s *Store) History(ctx context.Context, uid core.ID, conv string, before, after core.ID, limit int) ([]json.RawMessage, error) {
 	return s.history.History(ctx, uid, conv, before, after, limit)
 }
+
+// HistoryAfter implements core.Finder.
+func (s *Store) HistoryAfter(ctx context.Context, uid core.ID, conv string, after core.ID, limit int) ([]json.RawMessage, error) {
+	return s.history.HistoryAfter(ctx, uid, conv, after, limit)
+}
+
+// Search implements core.Finder.
+func (s *Store) Search(ctx context.Context, uid core.ID, q core.SearchQuery) ([]core.Found, error) {
+	return s.history.Search(ctx, uid, q)
+}
+
+// Mentions implements core.Finder.
+func (s *Store) Mentions(ctx context.Context, uid core.ID, before core.ID, limit int) ([]json.RawMessage, error) {
+	return s.history.Mentions(ctx, uid, before, limit)
+}
+
+// HistoryStore is the Pebble half, for tools and benchmarks that read its
+// figures (disk usage of the index, say).
+func (s *Store) HistoryStore() *pebble.Store { return s.history }
+
+// WaitIndexed implements core.IndexWaiter.
+func (s *Store) WaitIndexed(ctx context.Context) error { return s.history.WaitIndexed(ctx) }
 
 // Conversations implements core.Messages.
 func (s *Store) Conversations(ctx context.Context, uid core.ID, limit int) ([]core.Conversation, error) {

@@ -2,6 +2,7 @@ package pebble
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
 
@@ -50,6 +51,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		ClientMsgID: "c1", Content: "안녕하세요, hello"}
 	f.Add(encodeRecord(nil, &m), uint64(id), false)
 	f.Add(encodeRecord(nil, &core.Message{ID: id, From: 4, GroupID: 7}), uint64(id), true)
+	f.Add(encodeRecord(nil, &core.Message{ID: id, From: 4, GroupID: 7, Content: "@bob @amy", Mentions: []core.ID{5, 1 << 40}}), uint64(id), true)
 	f.Add([]byte{recordV1, 0, 0x80}, uint64(1), false)
 	f.Add([]byte{recordV1, 0xff, 3, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, uint64(1), true)
 	f.Fuzz(func(t *testing.T, v []byte, rawID uint64, group bool) {
@@ -68,7 +70,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		// What decodes encodes to a record that decodes the same.
 		again, err := decodeRecord(c, id, encodeRecord(nil, &got))
-		if err != nil || again != got {
+		if err != nil || !reflect.DeepEqual(again, got) {
 			t.Fatalf("record %x: %+v re-decodes as %+v, %v", v, got, again, err)
 		}
 	})

@@ -43,6 +43,9 @@ func (im *Import) Message(m core.Message) error {
 	}
 	im.newest = max(im.newest, m.ID)
 	im.n++
+	if err := im.b.Set(queueKey(m.ID, c), nil, nil); err != nil {
+		return err
+	}
 	return im.b.Set(msgKey(c, m.ID), encodeRecord(nil, &m), nil)
 }
 

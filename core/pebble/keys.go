@@ -177,11 +177,15 @@ func decodeRef(v []byte) (conv, core.ID, error) {
 // message cost about 850 bytes on disk.
 //
 //	version byte (1) | flags byte | uvarint from | varint created_at − id time (ms)
+//	| [flagMentions: uvarint count | uvarint id …]
 //	| uvarint len(client_msg_id) | client_msg_id | content
+//
+// flagMentions came with format 2; a format-1 record never has it.
 const (
 	recordV1 = 1
 
-	flagNoTime = 1 << 0 // created_at is the zero time
+	flagNoTime   = 1 << 0 // created_at is the zero time
+	flagMentions = 1 << 1 // the mentioned user ids follow the time
 )
 
 // encodeRecord appends m's record to b.
@@ -190,6 +194,9 @@ func encodeRecord(b []byte, m *core.Message) []byte {
 	if m.CreatedAt.IsZero() {
 		flags |= flagNoTime
 	}
+	if len(m.Mentions) > 0 {
+		flags |= flagMentions
+	}
 	b = append(b, recordV1, flags)
 	b = binary.AppendUvarint(b, uint64(m.From))
 	var delta int64
@@ -197,6 +204,12 @@ func encodeRecord(b []byte, m *core.Message) []byte {
 		delta = m.CreatedAt.UnixMilli() - core.IDTime(m.ID).UnixMilli()
 	}
 	b = binary.AppendVarint(b, delta)
+	if flags&flagMentions != 0 {
+		b = binary.AppendUvarint(b, uint64(len(m.Mentions)))
+		for _, id := range m.Mentions {
+			b = binary.AppendUvarint(b, uint64(id))
+		}
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.ClientMsgID)))
 	b = append(b, m.ClientMsgID...)
 	return append(b, m.Content...)
@@ -233,6 +246,22 @@ func decodeRecord(c conv, id core.ID, v []byte) (core.Message, error) {
 		return m, bad
 	}
 	v = v[n:]
+	if flags&flagMentions != 0 {
+		count, n := binary.Uvarint(v)
+		if n <= 0 || count == 0 || count > uint64(len(v)-n) {
+			return m, bad
+		}
+		v = v[n:]
+		m.Mentions = make([]core.ID, count)
+		for i := range m.Mentions {
+			id, n := binary.Uvarint(v)
+			if n <= 0 {
+				return m, bad
+			}
+			m.Mentions[i] = core.ID(id)
+			v = v[n:]
+		}
+	}
 	l, n := binary.Uvarint(v)
 	if n <= 0 || uint64(len(v)-n) < l {
 		return m, bad

@@ -67,10 +67,15 @@ func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResu
 		}
 		m := core.Message{
 			ID: s.ids.Next(), ConversationID: c.String(), From: req.From, To: req.To, GroupID: req.GroupID,
-			Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID,
+			Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID, Mentions: req.Mentions,
 		}
 		ref := msgRef(c, m.ID)
 		w.set(msgKey(c, m.ID), encodeRecord(make([]byte, 0, 32+len(m.Content)+len(m.ClientMsgID)), &m))
+		// Indexed for search after the commit (search.go).
+		w.put(queueKey(m.ID, c), nil)
+		for _, u := range m.Mentions {
+			w.put(mentionKey(u, m.ID), c.bytes())
+		}
 		if ck != nil {
 			w.set(ck, ref)
 		}

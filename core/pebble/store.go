@@ -47,18 +47,25 @@ type Options struct {
 	// OnCommit, if set, is told of every durable group commit: its write
 	// requests and the time from its first request to the fsync.
 	OnCommit func(requests int, d time.Duration)
+	// OnIndex, if set, is told of every batch of messages indexed for
+	// search.
+	OnIndex func(messages int)
 }
 
 // DefaultCacheBytes is the block cache of a node that does not set one.
 const DefaultCacheBytes = 64 << 20
 
 // FormatVersion is the layout this package writes (keys.go); Open refuses
-// a newer one rather than misread it.
-const FormatVersion = 1
+// a newer one rather than misread it. Format 2 added the search index and
+// mentions (search.go); a format-1 history is upgraded in place by starting
+// the index's backfill.
+const FormatVersion = 2
 
 // Store is the history half of the embedded store.
 type Store struct {
 	onCommit func(requests int, d time.Duration)
+	onIndex  func(messages int)
+	idx      *indexer
 	db       *pebble.DB
 	dir      Directory
 	ids      *core.Snowflake
@@ -152,7 +159,8 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 		reqs: writeq.New[*writeReq](maxBatchReqs), stopped: make(chan struct{}),
 		heads: make(map[core.ID]uint64), convs: make(map[userConv]struct{}),
 		pending: make(map[core.ID][]uint64),
-		recent:  newRecent(recentBytes), onCommit: o.OnCommit,
+		recent:  newRecent(recentBytes), onCommit: o.OnCommit, onIndex: o.OnIndex,
+		idx: newIndexer(),
 	}
 	if err := s.checkFormat(); err != nil {
 		db.Close()
@@ -167,6 +175,7 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 		ids.Observe(core.ID(binary.BigEndian.Uint64(v)))
 	}
 	go s.committer()
+	go s.runIndexer()
 	return s, nil
 }
 
@@ -181,6 +190,18 @@ func (s *Store) checkFormat() error {
 	if len(v) != 1 || v[0] > FormatVersion {
 		return fmt.Errorf("history format %v was written by a newer chatgate; this one reads up to %d", v, FormatVersion)
 	}
+	if v[0] == 1 {
+		// 1 → 2: the messages stored so far are indexed by the backfill,
+		// which starts from the first message key. One batch, so a crash
+		// leaves either format 1 (upgraded again next start) or both.
+		b := s.db.NewBatch()
+		_ = b.Set(backfillKey, nil, nil)
+		_ = b.Set(metaKey("format"), []byte{FormatVersion}, nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("upgrade history format 1 to 2: %w", err)
+		}
+		s.log.Info("history upgraded to format 2; indexing stored messages for search in the background")
+	}
 	return nil
 }
 
@@ -192,6 +213,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	<-s.stopped // every write queued is done
+	close(s.idx.stop)
+	<-s.idx.done
 	// Taking the lock waits for every read in progress; none starts after.
 	s.closeMu.Lock()
 	s.closed = true

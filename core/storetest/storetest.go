@@ -75,6 +75,7 @@ func Run(t *testing.T, f Factory) {
 		{"Conversations", conversationTests},
 		{"MarkRead", markReadTests},
 		{"Push", pushTests},
+		{"Find", findTests},
 		{"Restart", restartTests},
 	}
 	for _, g := range groups {
