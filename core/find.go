@@ -203,7 +203,9 @@ func (s *Service) mentions(ctx context.Context, req *SendRequest) {
 	if len(names) == 0 {
 		return
 	}
-	candidates := []ID{req.From}
+	// The sender is never mentioned: "@me" would list one's own messages
+	// among one's mentions.
+	var candidates []ID
 	if req.GroupID != 0 {
 		g, err := s.store.Group(ctx, req.GroupID)
 		if err != nil {
@@ -213,8 +215,8 @@ func (s *Service) mentions(ctx context.Context, req *SendRequest) {
 			return
 		}
 		candidates = g.Members
-	} else if req.To != req.From {
-		candidates = append(candidates, req.To)
+	} else {
+		candidates = []ID{req.To}
 	}
 	users, err := s.store.UsersByID(ctx, candidates)
 	if err != nil {
@@ -224,7 +226,7 @@ func (s *Service) mentions(ctx context.Context, req *SendRequest) {
 		return
 	}
 	for _, id := range candidates {
-		if u, ok := users[id]; ok && slices.Contains(names, strings.ToLower(u.Username)) && !slices.Contains(req.Mentions, id) {
+		if u, ok := users[id]; ok && id != req.From && slices.Contains(names, strings.ToLower(u.Username)) && !slices.Contains(req.Mentions, id) {
 			req.Mentions = append(req.Mentions, id)
 		}
 	}
