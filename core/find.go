@@ -115,7 +115,7 @@ func capPage(msgs []json.RawMessage, limit int) ([]json.RawMessage, bool) {
 // Around is a page of history centred on one message: the jump to a
 // search result or a mention.
 type Around struct {
-	Messages []json.RawMessage `json:"messages"` // newest first
+	Messages []json.RawMessage `json:"messages"`  // newest first
 	HasMore  bool              `json:"has_more"`  // older messages remain
 	HasNewer bool              `json:"has_newer"` // newer messages remain
 }
