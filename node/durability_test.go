@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +17,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/internal/testkit"
 )
 
@@ -203,6 +206,41 @@ func durDirectConv(a, b string) string {
 	return "d_" + a + "_" + b
 }
 
+// durCheckSearch checks that every acknowledged message is found by its
+// sender searching its own words in its conversation: the index lost
+// nothing across the kills (it is rebuilt from a durable queue at start).
+func durCheckSearch(t *testing.T, byUser map[string]*testkit.Client, sent []durSent) {
+	t.Helper()
+	for _, s := range sent {
+		q := strings.TrimSpace(s.Content)
+		if n := utf8.RuneCountInString(q); n < core.MinQueryChars || n > core.MaxQueryChars || len(core.QueryTerms(q)) == 0 {
+			continue
+		}
+		found, before := false, ""
+		for !found {
+			r := byUser[s.From].Do("GET", "/v1/search?limit=100&q="+url.QueryEscape(q)+"&conversation_id="+s.Conv+before, nil)
+			require.Equal(t, http.StatusOK, r.Status, "search: %s", r.Body)
+			var page struct {
+				Results []struct {
+					Message struct {
+						ID string `json:"id"`
+					} `json:"message"`
+				} `json:"results"`
+				HasMore bool `json:"has_more"`
+			}
+			r.Decode(t, &page)
+			for _, res := range page.Results {
+				found = found || res.Message.ID == s.ID
+			}
+			if !page.HasMore || len(page.Results) == 0 {
+				break
+			}
+			before = "&before=" + page.Results[len(page.Results)-1].Message.ID
+		}
+		require.True(t, found, "message %s (%q) is not found by searching its words", s.ID, s.Content)
+	}
+}
+
 // durCheckAll verifies every user's inbox and every conversation's history
 // (read by each member) against the acknowledged messages.
 func durCheckAll(t *testing.T, users []*testkit.Client, sent []durSent, groups map[string][]string) {
@@ -232,6 +270,7 @@ func durCheckAll(t *testing.T, users []*testkit.Client, sent []durSent, groups m
 			require.Equal(t, s.Conv, m["conversation_id"])
 		}
 	}
+	durCheckSearch(t, byUser, sent)
 	for conv, want := range perConv {
 		var readers []string
 		if strings.HasPrefix(conv, "g_") {
