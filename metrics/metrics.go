@@ -37,6 +37,7 @@ type Metrics struct {
 	presenceChanges *prometheus.CounterVec
 	requests        *prometheus.CounterVec
 	requestSeconds  *prometheus.HistogramVec
+	indexed         prometheus.Counter
 }
 
 // New declares the series on a new registry, with the Go runtime's and the
@@ -95,6 +96,10 @@ func New() *Metrics {
 			Name: "chatgate_http_request_duration_seconds", Buckets: latencyBuckets,
 			Help: "HTTP API request latency by route pattern (streams and held polls excluded).",
 		}, []string{"route"}),
+		indexed: f.NewCounter(prometheus.CounterOpts{
+			Name: "chatgate_search_indexed_messages_total",
+			Help: "Messages the embedded store has indexed for search (after their commit, and by the backfill of an upgraded history).",
+		}),
 	}
 	m.sendsOK = m.sends.WithLabelValues("ok")
 	return m
@@ -139,6 +144,9 @@ func (m *Metrics) Committed(requests int, d time.Duration) {
 	m.commitSeconds.Observe(d.Seconds())
 	m.commitBatch.Observe(float64(requests))
 }
+
+// Indexed counts messages indexed for search.
+func (m *Metrics) Indexed(n int) { m.indexed.Add(float64(n)) }
 
 // SlowConsumer counts a stream cut for falling behind.
 func (m *Metrics) SlowConsumer() { m.slowConsumers.Inc() }

@@ -78,8 +78,11 @@ func TestMetrics(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, r.Status)
 	r = testkit.NewClient(t, n.URL()).Do("POST", "/v1/auth/login", map[string]any{"username": username(alice), "password": "wrong-password"})
 	requireError(t, r, http.StatusTooManyRequests, "rate_limited")
+	// A search waits for the index: the three messages are counted then.
+	requireStatus(t, bob.Do("GET", "/v1/search?q=counted", nil), http.StatusOK)
 
 	m := scrape(t, n.URL()+"/metrics")
+	require.Equal(t, 3.0, m[`chatgate_search_indexed_messages_total`])
 	require.Equal(t, 1.0, m[`chatgate_connections{transport="sse"}`])
 	require.Equal(t, 3.0, m[`chatgate_sends_total{result="ok"}`])
 	require.Equal(t, 3.0, m[`chatgate_send_duration_seconds_count`])

@@ -182,7 +182,7 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 		n.store = pg
 	} else {
-		es, err := embedded.Open(cfg.DataDir, n.ids, log, embedded.Options{CacheBytes: int64(cfg.CacheMB) << 20, OnCommit: n.met.Committed})
+		es, err := embedded.Open(cfg.DataDir, n.ids, log, embedded.Options{CacheBytes: int64(cfg.CacheMB) << 20, OnCommit: n.met.Committed, OnIndex: n.met.Indexed})
 		if err != nil {
 			return nil, err
 		}
