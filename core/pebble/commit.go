@@ -335,9 +335,7 @@ func (s *Store) syncer(in <-chan *batch, done chan<- struct{}) {
 		var msgs []stored
 		if err == nil {
 			msgs = b.msgs
-			if len(msgs) > 0 {
-				s.idx.wake()
-			}
+			s.idx.durableUpTo(b.newest)
 		}
 		// Readers see the batch on disk (the durable limit lifts) and in
 		// the recent cache in one step: one that read an entry from disk

@@ -118,6 +118,9 @@ func (im *Import) Commit(progress string) error {
 	}
 	_ = im.b.Set(metaKey("migration"), []byte(progress), nil)
 	err := im.b.Commit(pebble.Sync)
+	if err == nil {
+		im.s.idx.durableUpTo(im.newest)
+	}
 	return errors.Join(err, im.b.Close())
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -37,7 +38,9 @@ import (
 //
 // Append writes the q key in the message's own batch (one small key: the
 // durable send path pays nothing else). An indexer goroutine, poked after
-// each fsync, turns q keys into postings and deletes them in one batch,
+// each fsync, turns the q keys of durable messages (ids up to the newest
+// one fsynced: one node's ids grow in commit order) into postings and
+// deletes them in one batch,
 // written without its own fsync: Pebble logs batches in order, so if a crash
 // keeps the index batch it kept the message batch before it, and if it
 // loses it, the q keys are back and the indexer does the work again (a
@@ -72,6 +75,11 @@ func mentionKey(uid, id core.ID) []byte {
 
 // indexer owns the index-writing goroutine and the waits on it.
 type indexer struct {
+	// durable is the newest message id known durable; the indexer takes
+	// only messages up to it, so a search never shows a message that a
+	// crash could take back.
+	durable atomic.Uint64
+
 	poke chan struct{}
 	stop chan struct{}
 	done chan struct{}
@@ -91,6 +99,21 @@ func newIndexer() *indexer {
 	return &indexer{poke: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
+// durableUpTo records that every message up to id is durable and wakes the
+// indexer.
+func (x *indexer) durableUpTo(id core.ID) {
+	for {
+		cur := x.durable.Load()
+		if uint64(id) <= cur {
+			return
+		}
+		if x.durable.CompareAndSwap(cur, uint64(id)) {
+			x.wake()
+			return
+		}
+	}
+}
+
 func (x *indexer) wake() {
 	select {
 	case x.poke <- struct{}{}:
@@ -99,8 +122,10 @@ func (x *indexer) wake() {
 }
 
 // WaitIndexed implements core.IndexWaiter: it returns once a pass of the
-// indexer that started after the call has found no message left to index.
-// Every message committed before the call was visible to that pass.
+// indexer that started after the call has indexed every durable message.
+// Every message committed before the call was durable when that pass
+// started. A pass ends: it takes the messages up to the durable id it
+// started with, never those committed while it runs.
 func (s *Store) WaitIndexed(ctx context.Context) error {
 	x := s.idx
 	x.mu.Lock()
@@ -168,23 +193,28 @@ func (s *Store) runIndexer() {
 
 var errStopped = errors.New("indexer stopped")
 
-// indexQueue indexes every queued message, a chunk per batch.
+// indexQueue indexes every queued message that is durable now, a chunk per
+// batch.
 func (s *Store) indexQueue(stop <-chan struct{}) error {
+	upper := []byte{kindIndexQueue + 1}
+	if d := s.idx.durable.Load(); d < 1<<64-1 {
+		upper = appendU64([]byte{kindIndexQueue}, d+1)
+	}
 	for {
 		select {
 		case <-stop:
 			return errStopped
 		default:
 		}
-		n, err := s.indexQueueChunk()
+		n, err := s.indexQueueChunk(upper)
 		if err != nil || n < indexChunk {
 			return err
 		}
 	}
 }
 
-func (s *Store) indexQueueChunk() (int, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindIndexQueue}, UpperBound: []byte{kindIndexQueue + 1}})
+func (s *Store) indexQueueChunk(upper []byte) (int, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindIndexQueue}, UpperBound: upper})
 	if err != nil {
 		return 0, err
 	}

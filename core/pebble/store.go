@@ -173,6 +173,8 @@ func Open(dir string, d Directory, ids *core.Snowflake, log *slog.Logger, o Opti
 		// The generator must never reissue a stored id, even when the
 		// clock is behind the one that issued it.
 		ids.Observe(core.ID(binary.BigEndian.Uint64(v)))
+		// Whatever the log replayed is durable: the indexer may take it.
+		s.idx.durableUpTo(core.ID(binary.BigEndian.Uint64(v)))
 	}
 	go s.committer()
 	go s.runIndexer()
