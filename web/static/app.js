@@ -1,5 +1,6 @@
 // app.js — chatgate's web app: accounts, friends with presence, 1:1 and group
-// chats with history, unread counts and typing, on top of chatgate.js.
+// chats with history, unread counts and typing, message search with jumps
+// into history, and mentions, on top of chatgate.js.
 //
 // User data (names, message text) reaches the page only through textContent
 // and attribute values, never as HTML.
@@ -39,7 +40,9 @@ const state = {
   msgEls: new Map(), // message id → <li> of the open conversation
   pending: new Map(), // client_msg_id → {li, input} of sends not yet stored
   oldest: null,
-  hasMore: false,
+  hasMore: false, // older messages than the oldest shown remain
+  newest: null, // the newest message id shown
+  hasNewer: false, // newer messages than the newest shown remain (after a jump)
   typing: new Map(), // user id → timer, typing in the open conversation
   lastTypingSent: 0,
   timers: [],
@@ -131,10 +134,17 @@ function stopMain() {
   state.conn = null;
   state.timers.forEach(clearInterval);
   state.timers = [];
-  Object.assign(state, {open: null, groupsLoaded: false, oldest: null, hasMore: false});
+  Object.assign(state, {open: null, groupsLoaded: false, oldest: null, hasMore: false, newest: null, hasNewer: false});
   for (const k of ['users', 'convs', 'groups', 'msgEls', 'pending']) state[k].clear();
   state.friendIDs.clear();
   searchResults = [];
+  find = null;
+  mentions = newMentions();
+  $('find-input').value = '';
+  $('find-results').replaceChildren();
+  $('mentions-list').replaceChildren();
+  $('mentions-count').hidden = true;
+  showPanel('chats');
   $('conversations').replaceChildren();
   $('messages').replaceChildren();
   $('friends').replaceChildren();
@@ -194,13 +204,14 @@ $('logout').addEventListener('click', async () => {
 
 $('show-chats').addEventListener('click', () => showPanel('chats'));
 $('show-friends').addEventListener('click', () => showPanel('friends'));
+$('show-mentions').addEventListener('click', () => showPanel('mentions'));
 
+/** Shows one of the sidebar's panels: chats, friends, mentions or find (search results, no tab). */
 function showPanel(which) {
-  $('chats-panel').hidden = which !== 'chats';
-  $('friends-panel').hidden = which !== 'friends';
-  $('show-chats').classList.toggle('active', which === 'chats');
-  $('show-friends').classList.toggle('active', which === 'friends');
+  for (const p of ['chats', 'friends', 'mentions', 'find']) $(`${p}-panel`).hidden = which !== p;
+  for (const p of ['chats', 'friends', 'mentions']) $(`show-${p}`).classList.toggle('active', which === p);
   if (which === 'friends') refreshFriends();
+  if (which === 'mentions') loadMentions();
 }
 
 window.addEventListener('focus', () => {
@@ -273,16 +284,29 @@ function onMessage(m) {
   if (o && !o.id && o.kind === 'direct' && c.kind === 'direct' && c.peer_id === o.peer_id) o.id = c.id; // a draft 1:1 got its id
   const isOpen = o && o.id === m.conversation_id;
   if (isOpen) {
-    addMessage(m);
     if (state.typing.has(m.from)) {
       clearTimeout(state.typing.get(m.from));
       state.typing.delete(m.from);
       renderTyping();
     }
-    markRead();
-  } else if (m.from !== me.id && newest && (!c.read_up_to || compareIDs(m.id, c.read_up_to) > 0)) {
-    c.unread_count = (c.unread_count || 0) + 1;
   }
+  if (isOpen && o.atLatest) {
+    addMessage(m);
+    markRead();
+  } else {
+    if (isOpen) {
+      // Looking at older history (after a jump): appending here would put
+      // the message in the wrong place. Kept for when the view reaches the
+      // newest messages; "Jump to latest" offers the way there.
+      if (o.missed.length < 1000) o.missed.push(m);
+      else o.missedTooMany = true;
+      renderNewer();
+    }
+    if (m.from !== me.id && newest && (!c.read_up_to || compareIDs(m.id, c.read_up_to) > 0)) {
+      c.unread_count = (c.unread_count || 0) + 1;
+    }
+  }
+  if (m.from !== me.id && m.mentions?.includes(me.id)) onMention(m);
   ensureUser(m.from);
   renderConversations();
 }
@@ -415,6 +439,12 @@ function ensureUser(id) {
     renderConversations();
     renderChatHeader();
     for (const li of $('messages').querySelectorAll(`li[data-from="${id}"] .author`)) li.textContent = u.display_name;
+    // Mentions of this user can now be told by their username.
+    for (const li of $('messages').querySelectorAll(`li[data-mentions~="${id}"]`)) {
+      const m = li.msg;
+      if (m) li.querySelector('.text')?.replaceWith(messageText(m));
+    }
+    renderFinds();
   }).catch(() => {}).finally(() => fetchingUsers.delete(id));
 }
 
@@ -435,6 +465,7 @@ async function refreshConversations() {
       if (c.kind === 'direct') ensureUser(c.peer_id);
     }
     renderConversations();
+    renderFinds();
   } catch (err) {
     console.debug('conversations:', err.message);
   }
@@ -446,6 +477,7 @@ async function refreshGroups() {
     for (const g of groups) state.groups.set(g.id, {...state.groups.get(g.id), ...g});
     state.groupsLoaded = true;
     renderConversations();
+    renderFinds();
   } catch (err) {
     console.debug('groups:', err.message);
   }
@@ -499,18 +531,27 @@ function openDirect(userID) {
   openConversation(c || {kind: 'direct', peer_id: userID, unread_count: 0});
 }
 
-async function openConversation(c) {
-  const o = {id: c.id, kind: c.kind, peer_id: c.peer_id, group_id: c.group_id, loading: false};
+/**
+ * Opens a conversation at its newest messages, or, with around (a message
+ * id), at that message with its neighbours: the jump to a search result or
+ * a mention. o.atLatest tells whether the newest messages are shown (live
+ * messages are appended only then).
+ */
+async function openConversation(c, {around} = {}) {
+  const o = {id: c.id, kind: c.kind, peer_id: c.peer_id, group_id: c.group_id, loading: false, atLatest: !around, missed: [], missedTooMany: false};
   state.open = o;
   state.msgEls.clear();
   state.pending.clear();
   state.oldest = null;
   state.hasMore = false;
+  state.newest = null;
+  state.hasNewer = false;
   for (const t of state.typing.values()) clearTimeout(t);
   state.typing.clear();
   renderTyping();
   $('messages').replaceChildren();
   $('load-older').hidden = true;
+  renderNewer();
   $('composer').hidden = false;
   document.body.classList.add('chat-open');
   renderChatHeader();
@@ -521,8 +562,122 @@ async function openConversation(c) {
     if (state.open !== o) return;
     o.id ||= state.groups.get(o.group_id)?.conversation_id;
   }
-  if (o.id) await loadHistory(o);
+  if (!o.id) return;
+  if (around) await loadAround(o, around);
+  else await loadHistory(o);
 }
+
+/** Opens the conversation of a search result or mention at message m. */
+function jumpTo(convID, m) {
+  const o = state.open;
+  const li = o?.id === convID ? state.msgEls.get(m.id) : null;
+  if (li) {
+    // Already on screen: no need to load anything.
+    document.body.classList.add('chat-open');
+    markJumped(li);
+    return;
+  }
+  openConversation(state.convs.get(convID) || convOf(m), {around: m.id});
+}
+
+/** The conversation a message belongs to, as the sidebar would hold it. */
+function convOf(m) {
+  const me = client.user;
+  return m.group_id
+    ? {id: m.conversation_id, kind: 'group', group_id: m.group_id, unread_count: 0}
+    : {id: m.conversation_id, kind: 'direct', peer_id: m.from === me.id ? m.to : m.from, unread_count: 0};
+}
+
+function markJumped(li) {
+  for (const e of $('messages').querySelectorAll('li.jumped')) e.classList.remove('jumped');
+  li.classList.add('jumped');
+  li.scrollIntoView({block: 'center'});
+}
+
+/**
+ * Loads the messages around message id (GET ...?around=): the jump, or,
+ * with newer, the next page towards the present (around the newest shown).
+ */
+async function loadAround(o, id, {newer = false} = {}) {
+  if (o.loading) return;
+  o.loading = true;
+  let fallback = false;
+  try {
+    const page = await client.api('GET', `/v1/conversations/${encodeURIComponent(o.id)}/messages?around=${encodeURIComponent(id)}&limit=${newer ? 80 : 50}`);
+    if (state.open !== o) return;
+    for (const m of page.messages) {
+      ensureUser(m.from);
+      addMessage(m, {scroll: false});
+    }
+    if (page.messages.length) {
+      const last = page.messages[page.messages.length - 1].id;
+      if (!state.oldest || compareIDs(last, state.oldest) < 0) state.oldest = last;
+    }
+    if (!newer) {
+      state.hasMore = page.has_more;
+      $('load-older').hidden = !page.has_more;
+      const li = state.msgEls.get(id);
+      if (li) markJumped(li);
+    }
+    state.hasNewer = page.has_newer;
+    if (!page.has_newer) reachLatest(o);
+    renderNewer();
+  } catch (err) {
+    if (state.open !== o) return;
+    console.debug('around:', err.message);
+    if (!newer) {
+      // Gone (or never there): say so and show the newest messages instead.
+      alertError(err);
+      fallback = true;
+    }
+  } finally {
+    o.loading = false;
+  }
+  if (fallback) {
+    o.atLatest = true;
+    renderNewer();
+    await loadHistory(o);
+  }
+}
+
+/** The view now ends at the newest message: add what arrived meanwhile. */
+function reachLatest(o) {
+  if (o.atLatest) return;
+  if (o.missedTooMany) {
+    showLatest();
+    return;
+  }
+  o.atLatest = true;
+  state.hasNewer = false;
+  for (const m of o.missed) addMessage(m, {scroll: false});
+  o.missed = [];
+  markRead();
+  renderNewer();
+}
+
+/** Reloads the open conversation at its newest messages. */
+function showLatest() {
+  if (state.open) openConversation(state.open);
+}
+
+function loadNewer() {
+  const o = state.open;
+  if (o?.id && state.hasNewer && state.newest && !o.loading) loadAround(o, state.newest, {newer: true});
+}
+
+/** Shows the way forward when the newest messages are not on screen. */
+function renderNewer() {
+  const o = state.open;
+  const behind = !!o && !o.atLatest;
+  $('load-newer').hidden = !behind || !state.hasNewer;
+  $('jump-latest').hidden = !behind;
+  const n = behind ? o.missed.length : 0;
+  $('jump-new').hidden = n === 0;
+  $('jump-new').textContent = o?.missedTooMany ? '999+' : String(n);
+}
+
+$('load-newer').addEventListener('click', loadNewer);
+$('jump-latest').addEventListener('click', showLatest);
 
 function closeChat() {
   state.open = null;
@@ -613,14 +768,17 @@ function loadOlder() {
 
 $('load-older').addEventListener('click', loadOlder);
 $('messages-box').addEventListener('scroll', () => {
-  if ($('messages-box').scrollTop < 40) loadOlder();
+  const box = $('messages-box');
+  if (box.scrollTop < 40) loadOlder();
+  else if (box.scrollHeight - box.scrollTop - box.clientHeight < 40) loadNewer();
 });
 
 let readTimer = 0;
 let readPending = false;
 
-/** Moves the read marker of the open conversation to its newest message (debounced). */
+/** Moves the read marker of the open conversation to its newest message (debounced), once that is on screen. */
 function markRead() {
+  if (state.open && !state.open.atLatest) return;
   clearTimeout(readTimer);
   readPending = true;
   readTimer = setTimeout(sendRead, 150);
@@ -659,11 +817,20 @@ function timeOf(iso) {
 }
 
 function messageLi(m, mine) {
-  return el('li', {class: `msg${mine ? ' mine' : ''}`, data: {id: m.id, from: m.from, clientMsgId: m.client_msg_id || undefined}},
+  const li = el('li', {class: `msg${mine ? ' mine' : ''}`, data: {id: m.id, from: m.from, clientMsgId: m.client_msg_id || undefined, mentions: m.mentions?.length ? m.mentions.join(' ') : undefined}},
     el('div', {class: 'meta'},
       el('span', {class: 'author', text: mine ? 'You' : nameOf(m.from)}),
       el('time', {class: 'time', datetime: m.created_at || '', text: m.created_at ? timeOf(m.created_at) : ''})),
-    el('div', {class: 'text', text: m.content}));
+    messageText(m));
+  li.msg = m;
+  return li;
+}
+
+/** A bubble's text, with the @username of each mentioned user marked (the caller's own more strongly). */
+function messageText(m) {
+  const me = client.user;
+  const spans = mentionRanges(m.content, m.mentions).map((r) => ({...r, tag: 'span', class: r.id === me.id ? 'mention me' : 'mention'}));
+  return el('div', {class: 'text'}, ...fragments(m.content, spans));
 }
 
 function nearBottom() {
@@ -690,15 +857,21 @@ function addMessage(m, {scroll = true} = {}) {
   if (after) after.after(li);
   else list.prepend(li);
   state.msgEls.set(m.id, li);
+  if (!state.newest || compareIDs(m.id, state.newest) > 0) state.newest = m.id;
   if (stick) $('messages-box').scrollTop = $('messages-box').scrollHeight;
 }
 
 $('composer').addEventListener('submit', (e) => {
   e.preventDefault();
-  const o = state.open;
+  let o = state.open;
   const input = $('message-input');
   const content = input.value;
   if (!o || !content.trim()) return;
+  if (!o.atLatest) {
+    // Viewing older history: a new message belongs after the newest.
+    showLatest();
+    o = state.open;
+  }
   input.value = '';
   state.lastTypingSent = 0; // the next keystroke is news again
   const msg = o.kind === 'group' ? {group_id: o.group_id, content} : {to: o.peer_id, content};
@@ -723,7 +896,7 @@ async function send(o, msg) {
       o.id = m.conversation_id;
       renderConversations();
     }
-    if (state.open === o) addMessage(m);
+    if (state.open === o && o.atLatest) addMessage(m);
     onMessage(m);
   } catch (err) {
     if (!state.pending.has(msg.client_msg_id)) return;
@@ -747,6 +920,338 @@ $('message-input').addEventListener('input', () => {
   state.lastTypingSent = Date.now();
   state.conn.typing(o.id);
 });
+
+// ---- finding: message search and mentions ----
+
+// Terms as the server makes them (core/search.go): words in spaced scripts,
+// runs of Korean, Japanese and Chinese text (matched by any substring of two
+// or more characters), case-folded. Used only to highlight what matched.
+
+const CJK = /[\p{Script=Han}\p{Script=Hangul}\p{Script=Hiragana}\p{Script=Katakana}ー々〆]/u;
+const WORD = /[\p{L}\p{Nd}\p{Mn}]/u;
+const LETTER_OR_DIGIT = /[\p{L}\p{Nd}]/u;
+const MAX_TERM_BYTES = 64;
+const utf8 = new TextEncoder();
+
+/** Lowercases one character, mapping full-width ASCII (Ａ, ｂ, １) to ASCII. */
+function fold(ch) {
+  const c = ch.codePointAt(0);
+  if (c >= 0xff01 && c <= 0xff5e) ch = String.fromCodePoint(c - 0xff01 + 0x21);
+  return ch.toLowerCase();
+}
+
+/** The words and CJK runs of text: {kind, chars (folded), starts, ends (UTF-16 offsets)}. */
+function textRuns(text) {
+  const out = [];
+  let cur = null;
+  let i = 0;
+  for (const ch of text) {
+    const f = fold(ch);
+    const kind = CJK.test(f) ? 'cjk' : WORD.test(f) ? 'word' : '';
+    if (cur && cur.kind !== kind) {
+      out.push(cur);
+      cur = null;
+    }
+    if (kind) {
+      cur ??= {kind, chars: [], starts: [], ends: []};
+      cur.chars.push(f);
+      cur.starts.push(i);
+      cur.ends.push(i + ch.length);
+    }
+    i += ch.length;
+  }
+  if (cur) out.push(cur);
+  return out;
+}
+
+/** A word as the index keeps it: cut to 64 bytes of UTF-8. */
+function cutWord(w) {
+  if (utf8.encode(w).length <= MAX_TERM_BYTES) return w;
+  let out = '', n = 0;
+  for (const ch of w) {
+    n += utf8.encode(ch).length;
+    if (n > MAX_TERM_BYTES) break;
+    out += ch;
+  }
+  return out;
+}
+
+/** The parts of a query to highlight: {words: Set of folded words, cjk: [arrays of folded characters]}. */
+function queryTerms(q) {
+  const words = new Set(), cjk = [];
+  for (const r of textRuns(q)) {
+    if (r.kind === 'word') words.add(cutWord(r.chars.join('')));
+    else cjk.push(r.chars);
+  }
+  // A lone CJK character counts only when the query has nothing else (as on the server).
+  const long = cjk.filter((c) => c.length > 1);
+  return {words, cjk: long.length || words.size ? long : cjk};
+}
+
+/** The [start, end) ranges of text that terms match, sorted and merged. */
+function matchRanges(text, terms) {
+  const ranges = [];
+  const runs = textRuns(text);
+  const occurrences = (needle) => {
+    const found = [];
+    for (const r of runs) {
+      if (r.kind !== 'cjk') continue;
+      for (let i = 0; i + needle.length <= r.chars.length; i++) {
+        if (needle.every((c, k) => r.chars[i + k] === c)) found.push([r.starts[i], r.ends[i + needle.length - 1]]);
+      }
+    }
+    return found;
+  };
+  for (const r of runs) {
+    if (r.kind === 'word' && terms.words.has(cutWord(r.chars.join('')))) ranges.push([r.starts[0], r.ends[r.ends.length - 1]]);
+  }
+  for (const t of terms.cjk) {
+    let found = occurrences(t);
+    if (!found.length && t.length > 2) {
+      // The server matches a CJK query by its pairs of characters: they
+      // may stand apart in the message.
+      for (let i = 0; i + 1 < t.length; i++) found = found.concat(occurrences(t.slice(i, i + 2)));
+    }
+    ranges.push(...found);
+  }
+  ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const merged = [];
+  for (const r of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+    else merged.push([...r]);
+  }
+  return merged;
+}
+
+/**
+ * The @username mentions in text of the users ids (a message's mentions),
+ * found as the server finds them (core.MentionNames): {start, end, id}.
+ * Users not known yet are fetched; their mentions show once they are.
+ */
+function mentionRanges(text, ids) {
+  if (!ids?.length) return [];
+  const names = new Map();
+  for (const id of ids) {
+    const u = state.users.get(id);
+    if (u?.username) names.set(u.username.toLowerCase(), id);
+    else ensureUser(id);
+  }
+  const out = [];
+  for (const mt of text.matchAll(/@([A-Za-z0-9_.-]+)/g)) {
+    const i = mt.index;
+    if (i > 0) {
+      // "a@b" is an e-mail address, not a mention.
+      const before = text.codePointAt(/[\udc00-\udfff]/.test(text[i - 1]) && i > 1 ? i - 2 : i - 1);
+      if (LETTER_OR_DIGIT.test(String.fromCodePoint(before))) continue;
+    }
+    let name = mt[1].toLowerCase();
+    let id = names.get(name);
+    if (!id) {
+      name = name.replace(/[.-]+$/, ''); // "thanks @bob."
+      id = names.get(name);
+    }
+    if (id) out.push({start: i, end: i + 1 + name.length, id});
+  }
+  return out;
+}
+
+/**
+ * The nodes showing text with spans ({start, end, tag, class, id}, sorted,
+ * not overlapping) wrapped in elements: text nodes and elements built with
+ * the DOM, never markup.
+ */
+function fragments(text, spans) {
+  const out = [];
+  let at = 0;
+  for (const s of spans) {
+    if (s.start < at) continue;
+    if (s.start > at) out.push(document.createTextNode(text.slice(at, s.start)));
+    out.push(el(s.tag, {class: s.class, data: {userId: s.id}, text: text.slice(s.start, s.end)}));
+    at = s.end;
+  }
+  if (at < text.length) out.push(document.createTextNode(text.slice(at)));
+  return out;
+}
+
+const SNIPPET = 180;
+
+/** Cuts a long text to a window around its first span, with ellipses; spans move along. */
+function snippet(text, spans) {
+  if (text.length <= SNIPPET) return {text, spans};
+  const lowSurrogate = (i) => /[\udc00-\udfff]/.test(text[i] || '');
+  let start = spans.length ? Math.max(0, spans[0].start - 40) : 0;
+  if (lowSurrogate(start)) start--;
+  let end = Math.min(text.length, start + SNIPPET);
+  if (lowSurrogate(end)) end++;
+  const pre = start > 0 ? '…' : '';
+  const shift = pre.length - start;
+  return {
+    text: pre + text.slice(start, end) + (end < text.length ? '…' : ''),
+    spans: spans.filter((s) => s.start >= start && s.end <= end).map((s) => ({...s, start: s.start + shift, end: s.end + shift})),
+  };
+}
+
+/** One search result or mention: the conversation's name, sender, time and the content, marked. */
+function foundLi(convID, m, terms) {
+  const me = client.user;
+  const c = state.convs.get(convID) || convOf(m);
+  if (c.kind === 'direct') ensureUser(c.peer_id);
+  ensureUser(m.from);
+  let spans;
+  if (terms) {
+    spans = matchRanges(m.content, terms).map(([start, end]) => ({start, end, tag: 'mark'}));
+  } else {
+    spans = mentionRanges(m.content, m.mentions).map((r) => ({...r, tag: 'span', class: r.id === me.id ? 'mention me' : 'mention'}));
+  }
+  const cut = snippet(m.content, spans);
+  return el('li', {class: 'found clickable', data: {id: m.id, convId: convID}, title: 'show in the conversation', on: {click: () => jumpTo(convID, m)}},
+    el('div', {class: 'head'},
+      el('span', {class: 'name', text: titleOf(c)}),
+      el('time', {class: 'muted', datetime: m.created_at || '', text: m.created_at ? timeOf(m.created_at) : ''})),
+    el('div', {class: 'author muted', text: m.from === me.id ? 'You' : nameOf(m.from)}),
+    el('div', {class: 'snippet'}, ...fragments(cut.text, cut.spans)));
+}
+
+// The message search: {q, terms, results, hasMore, loading, error} of the last query.
+let find = null;
+
+$('find-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const q = $('find-input').value.trim();
+  if (q) runFind(q);
+});
+$('find-more').addEventListener('click', () => {
+  if (find?.hasMore && !find.loading) runFind(find.q, true);
+});
+$('find-close').addEventListener('click', () => showPanel('chats'));
+
+/** Searches all the user's conversations for q, or (more) fetches the next page of the last search. */
+async function runFind(q, more = false) {
+  const f = more ? find : {q, terms: queryTerms(q), results: [], hasMore: false, loading: false, error: ''};
+  find = f;
+  f.loading = true;
+  f.error = '';
+  showPanel('find');
+  renderFind();
+  const p = new URLSearchParams({q: f.q, limit: '20'});
+  if (more && f.results.length) p.set('before', f.results[f.results.length - 1].message.id);
+  try {
+    const page = await client.api('GET', `/v1/search?${p}`);
+    if (find !== f) return;
+    const seen = new Set(f.results.map((r) => r.message.id));
+    f.results.push(...page.results.filter((r) => !seen.has(r.message.id)));
+    f.hasMore = page.has_more;
+  } catch (err) {
+    if (find !== f) return;
+    f.error = err.message;
+    f.errorCode = err.code || '';
+    if (!more) f.hasMore = false;
+  } finally {
+    f.loading = false;
+  }
+  renderFind();
+}
+
+function renderFind() {
+  const f = find;
+  const panel = $('find-panel');
+  if (!f) {
+    $('find-results').replaceChildren();
+    return;
+  }
+  panel.dataset.state = f.loading ? 'loading' : f.error ? 'error' : 'done';
+  panel.dataset.q = f.q;
+  const n = f.results.length;
+  $('find-title').textContent = f.loading && !n ? `Searching for “${f.q}”…`
+    : f.error && !n ? `Search for “${f.q}”`
+      : `${n}${f.hasMore ? '+' : ''} result${n === 1 ? '' : 's'} for “${f.q}”`;
+  $('find-error').textContent = f.error;
+  $('find-error').hidden = !f.error;
+  $('find-error').dataset.code = f.errorCode || '';
+  $('find-results').replaceChildren(...f.results.map((r) => foundLi(r.conversation_id, r.message, f.terms)));
+  if (!n && !f.loading && !f.error) $('find-results').append(el('li', {class: 'muted empty', text: 'No messages found.'}));
+  $('find-more').hidden = !f.hasMore;
+  $('find-more').disabled = f.loading;
+}
+
+// Mentions of the user: loaded when the tab is shown, kept up to date by message events.
+function newMentions() {
+  return {items: [], hasMore: false, loaded: false, loading: false, error: '', fresh: 0, gen: 0};
+}
+
+let mentions = newMentions();
+
+$('mentions-more').addEventListener('click', () => loadMentions(true));
+
+/** Loads the newest mentions (again), or (more) the next older page. */
+async function loadMentions(more = false) {
+  const s = mentions;
+  s.fresh = 0;
+  renderMentionCount();
+  if (s.loading || (more && !s.hasMore)) return;
+  s.loading = true;
+  const gen = ++s.gen;
+  renderMentions();
+  const p = new URLSearchParams({limit: '30'});
+  if (more && s.items.length) p.set('before', s.items[s.items.length - 1].id);
+  try {
+    const page = await client.api('GET', `/v1/mentions?${p}`);
+    if (mentions !== s || s.gen !== gen) return;
+    if (more) {
+      const seen = new Set(s.items.map((m) => m.id));
+      s.items.push(...page.messages.filter((m) => !seen.has(m.id)));
+      s.hasMore = page.has_more;
+    } else {
+      // Mentions that came in live while this was read stay.
+      const seen = new Set(page.messages.map((m) => m.id));
+      const newer = s.items.filter((m) => !seen.has(m.id) && (!page.messages.length || compareIDs(m.id, page.messages[0].id) > 0));
+      s.items = [...newer, ...page.messages];
+      s.hasMore = page.has_more;
+    }
+    s.loaded = true;
+    s.error = '';
+  } catch (err) {
+    if (mentions !== s) return;
+    s.error = err.message;
+  } finally {
+    if (mentions === s && s.gen === gen) s.loading = false;
+  }
+  renderMentions();
+}
+
+/** A message event mentioning the user. */
+function onMention(m) {
+  const s = mentions;
+  if (s.items.some((x) => x.id === m.id)) return;
+  let i = 0;
+  while (i < s.items.length && compareIDs(s.items[i].id, m.id) > 0) i++;
+  s.items.splice(i, 0, m);
+  if ($('mentions-panel').hidden) s.fresh++;
+  renderMentionCount();
+  renderMentions();
+}
+
+function renderMentionCount() {
+  const n = mentions.fresh;
+  $('mentions-count').hidden = n === 0;
+  $('mentions-count').textContent = n > 99 ? '99+' : String(n);
+}
+
+function renderMentions() {
+  const s = mentions;
+  $('mentions-panel').dataset.state = s.loading ? 'loading' : s.error ? 'error' : s.loaded ? 'done' : '';
+  $('mentions-list').replaceChildren(...s.items.map((m) => foundLi(m.conversation_id, m, null)));
+  if (s.error) $('mentions-list').append(el('li', {class: 'error empty', text: s.error}));
+  else if (!s.items.length && s.loaded) $('mentions-list').append(el('li', {class: 'muted empty', text: 'Nobody has mentioned you yet. People do it by writing @' + (client.user?.username || 'you') + '.'}));
+  $('mentions-more').hidden = !s.hasMore;
+}
+
+/** Re-renders the search results and mentions (names may have been learned). */
+function renderFinds() {
+  if (find) renderFind();
+  if (mentions.items.length) renderMentions();
+}
 
 // ---- groups: create, add members ----
 
