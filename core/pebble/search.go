@@ -167,7 +167,12 @@ func (s *Store) runIndexer() {
 			}
 			x.waiters = kept
 			x.mu.Unlock()
-			err = s.backfill(x.stop)
+			// One backfill batch a pass: the messages sent meanwhile,
+			// and the searches waiting for them, go first.
+			var more bool
+			if more, err = s.backfillStep(); err == nil && more {
+				x.wake()
+			}
 		}
 		if errors.Is(err, errStopped) {
 			return
@@ -292,24 +297,16 @@ func indexContent(b *pebble.Batch, c conv, id core.ID, content string) error {
 
 var backfillKey = metaKey("search_backfill")
 
-// backfill indexes the messages of a history written before the index, a
-// chunk per batch, its position stored in the same batch.
-func (s *Store) backfill(stop <-chan struct{}) error {
-	for {
-		select {
-		case <-stop:
-			return errStopped
-		default:
-		}
-		pos, ok, err := s.get(backfillKey)
-		if err != nil || !ok {
-			return err
-		}
-		done, err := s.backfillChunk(pos)
-		if err != nil || done {
-			return err
-		}
+// backfillStep indexes the next chunk of the messages of a history written
+// before the index, in one batch with its position, and reports whether
+// chunks remain.
+func (s *Store) backfillStep() (more bool, err error) {
+	pos, ok, err := s.get(backfillKey)
+	if err != nil || !ok {
+		return false, err
 	}
+	done, err := s.backfillChunk(pos)
+	return err == nil && !done, err
 }
 
 func (s *Store) backfillChunk(pos []byte) (done bool, err error) {
@@ -333,18 +330,24 @@ func (s *Store) backfillChunk(pos []byte) (done bool, err error) {
 			return false, fmt.Errorf("corrupt message key %x", k)
 		}
 		id := core.ID(binary.BigEndian.Uint64(rest))
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return false, err
+		// A message sent since the upgrade may not be durable yet; its
+		// queue key has it indexed once it is.
+		if uint64(id) <= s.idx.durable.Load() {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return false, err
+			}
+			m, err := decodeRecord(c, id, v)
+			if err != nil {
+				return false, err
+			}
+			if err := indexContent(b, c, id, m.Content); err != nil {
+				return false, err
+			}
 		}
-		m, err := decodeRecord(c, id, v)
-		if err != nil {
-			return false, err
-		}
-		if err := indexContent(b, c, id, m.Content); err != nil {
-			return false, err
-		}
-		last = k
+		// The iterator may reuse Key's bytes on the next Next, which
+		// the loop calls before it stops at indexChunk: keep a copy.
+		last = append(last[:0], k...)
 		n++
 	}
 	if err := it.Error(); err != nil {

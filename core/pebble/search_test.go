@@ -157,9 +157,13 @@ func TestSearchBackfill(t *testing.T) {
 		return !busy
 	}, 10*time.Second, time.Millisecond)
 	require.NoError(t, s.WaitIndexed(context.Background()))
-	for _, q := range []string{"alpha", "가나 beta"} {
+	// Every message, whichever chunk it fell in (the first of each chunk
+	// after the first was once skipped).
+	for _, q := range []string{"alpha", "beta", "gamma", "delta", "가", "나", "東", "京", "가나 beta"} {
 		terms := core.QueryTerms(q)
-		require.Equal(t, brute(all, 1, "", terms), searchAll(t, s, 1, "", terms, 50), q)
+		for uid := core.ID(1); uid <= 6; uid++ {
+			require.Equal(t, brute(all, uid, "", terms), searchAll(t, s, uid, "", terms, 50), "user %d searches %q", uid, q)
+		}
 	}
 	require.NoError(t, s.Close())
 	s = openTestStore(t, dir)
