@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,8 +26,9 @@ import (
 //     SELECT … ORDER BY user_id FOR UPDATE, then look up the batch's
 //     client_msg_ids (after the locks, so a send another node committed
 //     meanwhile is seen);
-//  3. every INSERT of the batch (messages, client_msg_ids, inbox rows, push
-//     entries, conversation listings), the new heads, COMMIT.
+//  3. every INSERT of the batch (messages with their search terms,
+//     client_msg_ids, inbox rows, push entries, conversation listings,
+//     mentions), the new heads, COMMIT.
 //
 // Between 2 and 3 the committer goes through the requests in order:
 // replays and reuses of a client_msg_id are answered from what is stored
@@ -52,16 +54,19 @@ import (
 const batchTimeout = time.Minute
 
 type appendReq struct {
-	ctx  context.Context
-	req  core.SendRequest
-	done chan error
-	res  core.SendResult
-	err  error // this request's own refusal, set by runBatch
+	ctx   context.Context
+	req   core.SendRequest
+	terms string // core.Terms of the content, joined by termSep
+	done  chan error
+	res   core.SendResult
+	err   error // this request's own refusal, set by runBatch
 }
 
 // Append implements core.Messages.
 func (s *Store) Append(ctx context.Context, req core.SendRequest) (core.SendResult, error) {
-	r := &appendReq{ctx: ctx, req: req, done: make(chan error, 1)}
+	// The terms are made here, by the caller, rather than by the
+	// committer, which holds the batch's locks.
+	r := &appendReq{ctx: ctx, req: req, terms: joinTerms(req.Content), done: make(chan error, 1)}
 	if err := s.reqs.Do(ctx, r, r.done); err != nil {
 		if errors.Is(err, writeq.ErrClosed) {
 			return core.SendResult{}, core.ErrUnavailable
@@ -182,6 +187,11 @@ type batchRows struct {
 	mContent                [][]byte
 	mCreated                []time.Time
 	mCmid                   []string
+	mTerms                  []string // joined by termSep
+	mMentions               []string // decimal ids joined by ",", "" for none
+
+	xUser, xMsg, xGroup []int64 // mentions
+	xConv               []string
 
 	cFrom      []int64 // client_msg_ids
 	cID, cConv []string
@@ -385,7 +395,7 @@ func (s *Store) decide(r *appendReq, heads map[core.ID]*head, members map[core.I
 	s.ids.Observe(core.ID(newest))
 	m := core.Message{
 		ID: s.ids.Next(), ConversationID: conv, From: req.From, To: req.To, GroupID: req.GroupID,
-		Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID,
+		Content: req.Content, CreatedAt: req.CreatedAt, ClientMsgID: req.ClientMsgID, Mentions: req.Mentions,
 	}
 	id := i64(m.ID)
 	res := core.SendResult{Message: m, Deliveries: make([]core.Delivery, 0, len(recipients))}
@@ -398,6 +408,8 @@ func (s *Store) decide(r *appendReq, heads map[core.ID]*head, members map[core.I
 	w.mContent = append(w.mContent, []byte(m.Content))
 	w.mCreated = append(w.mCreated, m.CreatedAt.Time)
 	w.mCmid = append(w.mCmid, m.ClientMsgID)
+	w.mTerms = append(w.mTerms, r.terms)
+	w.mMentions = append(w.mMentions, w.mentions(&m, recipients))
 	if m.ClientMsgID != "" {
 		w.cFrom = append(w.cFrom, i64(m.From))
 		w.cID = append(w.cID, m.ClientMsgID)
@@ -426,11 +438,44 @@ func (s *Store) decide(r *appendReq, heads map[core.ID]*head, members map[core.I
 	r.res = res
 }
 
-// queue adds the batch's writes to b.
+// mentions adds the mentions rows of m, one per recipient it mentions
+// (a mention of anyone else lists nothing), and returns m.Mentions as the
+// messages row keeps them.
+func (w *batchRows) mentions(m *core.Message, recipients []core.ID) string {
+	if len(m.Mentions) == 0 {
+		return ""
+	}
+	var ids []byte
+	var listed []core.ID
+	for i, u := range m.Mentions {
+		if i > 0 {
+			ids = append(ids, ',')
+		}
+		ids = strconv.AppendInt(ids, i64(u), 10)
+		if slices.Contains(recipients, u) && !slices.Contains(listed, u) {
+			listed = append(listed, u)
+			w.xUser = append(w.xUser, i64(u))
+			w.xMsg = append(w.xMsg, i64(m.ID))
+			w.xConv = append(w.xConv, m.ConversationID)
+			w.xGroup = append(w.xGroup, i64(m.GroupID))
+		}
+	}
+	return string(ids)
+}
+
+// queue adds the batch's writes to b. A message's terms are its
+// conversation id followed by the terms of its content (see find.go).
 func (w *batchRows) queue(b *pgx.Batch, heads map[core.ID]*head) {
-	b.Queue(`INSERT INTO messages (conversation_id, id, sender_id, recipient_id, group_id, content, created_at, client_msg_id)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::timestamptz[], $8::text[])`,
-		w.mConv, w.mID, w.mFrom, w.mTo, w.mGroup, w.mContent, w.mCreated, w.mCmid)
+	b.Queue(`INSERT INTO messages (conversation_id, id, sender_id, recipient_id, group_id, content, created_at, client_msg_id, terms, mentions)
+		SELECT c, i, f, t, g, content, at, cmid, array_prepend(c, string_to_array(terms, E'\x1f')), nullif(string_to_array(mentions, ','), '{}')::bigint[]
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+			AS v(c, i, f, t, g, content, at, cmid, terms, mentions)`,
+		w.mConv, w.mID, w.mFrom, w.mTo, w.mGroup, w.mContent, w.mCreated, w.mCmid, w.mTerms, w.mMentions)
+	if len(w.xUser) > 0 {
+		b.Queue(`INSERT INTO mentions (user_id, message_id, conversation_id, group_id)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])`,
+			w.xUser, w.xMsg, w.xConv, w.xGroup)
+	}
 	if len(w.cID) > 0 {
 		b.Queue(`INSERT INTO client_msg_ids (sender_id, client_msg_id, conversation_id, message_id)
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])`,

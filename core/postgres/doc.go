@@ -19,6 +19,15 @@
 // Schema migrations (migrate.go, migrations/*.sql) run at Open under an
 // advisory lock, so nodes may start together.
 //
+// Search (find.go): each message keeps its search terms, core.Terms of its
+// content after its conversation id, in a text[] column with a GIN index,
+// written in the append's own transaction; a search reads each of the
+// caller's conversations either newest first through the primary key or
+// through the GIN index, whichever the term statistics say is cheaper.
+// Messages of the release before search get their terms from a backfill
+// that Open starts (backfill.go); WaitBackfilled waits for it. Mentions are a
+// table keyed by the mentioned user.
+//
 // Keys. Every table that grows with traffic is keyed by the user or the
 // conversation it belongs to, first, so that it could later be distributed
 // (Citus-style, or by hand across databases) on that column with each
@@ -29,9 +38,13 @@
 // per-user listing with read markers; client_msg_ids (sender_id,
 // client_msg_id); devices (user_id, id); group_members (group_id, user_id);
 // presence (user_id); push_outbox (message_id, user_id), which holds its
-// user in the key. Lookups by something other than the owner have tables
-// of their own keyed by what is looked up, rather than a unique secondary
-// index that a distributed table could not enforce: usernames
+// user in the key; mentions (user_id, message_id). The search terms of a
+// message include its conversation id, so a search asks the GIN index for
+// given conversations only, which a messages table distributed by
+// conversation could answer shard by shard. Lookups by something other
+// than the owner have tables of their own keyed by what is looked up,
+// rather than a unique secondary index that a distributed table could not
+// enforce: usernames
 // (username_key) and device_tokens (token_hash). An inbox row refers to
 // its message by (conversation_id, id), the message's full key, so a
 // distributed inbox read is a lookup by key on the message's shard. The

@@ -17,7 +17,7 @@ import (
 const maxUnreadCount = 9999
 
 // msgCols are the columns scanMessage reads, of messages aliased m.
-const msgCols = `m.id, m.conversation_id, m.sender_id, m.recipient_id, m.group_id, m.content, m.created_at, m.client_msg_id`
+const msgCols = `m.id, m.conversation_id, m.sender_id, m.recipient_id, m.group_id, m.content, m.created_at, m.client_msg_id, m.mentions`
 
 // scanMessage scans extra destinations, then msgCols.
 func scanMessage(row pgx.Row, extra ...any) (core.Message, error) {
@@ -26,13 +26,20 @@ func scanMessage(row pgx.Row, extra ...any) (core.Message, error) {
 		id, from, to, group int64
 		content             []byte
 		created             time.Time
+		mentions            []int64
 	)
-	dest := append(extra, &id, &m.ConversationID, &from, &to, &group, &content, &created, &m.ClientMsgID)
+	dest := append(extra, &id, &m.ConversationID, &from, &to, &group, &content, &created, &m.ClientMsgID, &mentions)
 	if err := row.Scan(dest...); err != nil {
 		return core.Message{}, err
 	}
 	m.ID, m.From, m.To, m.GroupID = core.ID(id), core.ID(from), core.ID(to), core.ID(group)
 	m.Content, m.CreatedAt = string(content), utc(created)
+	if len(mentions) > 0 {
+		m.Mentions = make([]core.ID, len(mentions))
+		for i, u := range mentions {
+			m.Mentions[i] = core.ID(u)
+		}
+	}
 	return m, nil
 }
 

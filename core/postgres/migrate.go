@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,10 +66,17 @@ func migrations() ([]migration, error) {
 
 // migrate brings the schema up to date.
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	return migrateTo(ctx, pool, log, math.MaxInt)
+}
+
+// migrateTo applies the migrations up to version last (tests use it to
+// make the database of an earlier release).
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, last int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
+	ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version > last })
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 			return fmt.Errorf("take migration lock: %w", err)

@@ -76,9 +76,20 @@ type Store struct {
 
 	reqs       *writeq.Queue[*appendReq]
 	committers sync.WaitGroup
-	closed     atomic.Bool
-	closeOnce  sync.Once
-	closeErr   error
+
+	// The search-term backfill (backfill.go): indexed is closed once the
+	// messages of earlier releases are searchable; stopBackfill ends the
+	// goroutine, which backfillDone waits for.
+	indexed      chan struct{}
+	stopBackfill context.CancelFunc
+	backfillDone sync.WaitGroup
+	stopped      chan struct{} // closed by Close
+
+	stats searchStats // term frequencies for choosing search plans (find.go)
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ core.Store = (*Store)(nil)
@@ -104,6 +115,9 @@ func Open(ctx context.Context, url string, ids *core.Snowflake, log *slog.Logger
 	// Acknowledged means flushed: whatever the server, database or role
 	// says, this store's sessions commit synchronously.
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	// Compiling a query costs tens of milliseconds, more than any query
+	// of this store runs; a search's estimated cost can pass jit_above_cost.
+	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "chatgate"
 	}
@@ -125,6 +139,12 @@ func Open(ctx context.Context, url string, ids *core.Snowflake, log *slog.Logger
 		pool: pool, ids: ids, log: log, opts: opts,
 		claimant: int64(binary.LittleEndian.Uint64(b[:]) >> 1),
 		reqs:     writeq.New[*appendReq](4 * opts.MaxBatch),
+		indexed:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	if err := s.startBackfill(ctx); err != nil {
+		pool.Close()
+		return nil, err
 	}
 	for range opts.Committers {
 		s.committers.Go(s.committer)
@@ -147,12 +167,16 @@ func observeIDs(ctx context.Context, pool *pgxpool.Pool, ids *core.Snowflake) er
 	return nil
 }
 
-// Close finishes the appends already queued, gives up this store's push
-// claims (so another store takes them over at once) and closes the pool.
+// Close stops the search backfill, finishes the appends already queued,
+// gives up this store's push claims (so another store takes them over at
+// once) and closes the pool.
 func (s *Store) Close() error { return s.close(true) }
 
 func (s *Store) close(release bool) error {
 	s.closeOnce.Do(func() {
+		close(s.stopped)
+		s.stopBackfill()
+		s.backfillDone.Wait()
 		s.reqs.Close()
 		s.committers.Wait()
 		s.closed.Store(true)
