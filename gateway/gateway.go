@@ -596,18 +596,26 @@ func (g *Gateway) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, struct {
-		Messages []json.RawMessage `json:"messages"`
-		HasMore  bool              `json:"has_more"`
-	}{msgs, more})
+	return c.JSON(http.StatusOK, messagePage{msgs, more})
+}
+
+// messagePage is what GET history and mentions answer.
+type messagePage struct {
+	Messages []json.RawMessage `json:"messages"`
+	HasMore  bool              `json:"has_more"`
+}
+
+// pageQuery reads the before and limit of a newest-first page.
+func pageQuery(c echo.Context) (before core.ID, limit int, err error) {
+	if before, err = queryID(c, "before"); err != nil {
+		return 0, 0, err
+	}
+	limit, err = queryLimit(c)
+	return before, limit, err
 }
 
 func (g *Gateway) search(c echo.Context) error {
-	before, err := queryID(c, "before")
-	if err != nil {
-		return err
-	}
-	limit, err := queryLimit(c)
+	before, limit, err := pageQuery(c)
 	if err != nil {
 		return err
 	}
@@ -622,11 +630,7 @@ func (g *Gateway) search(c echo.Context) error {
 }
 
 func (g *Gateway) mentions(c echo.Context) error {
-	before, err := queryID(c, "before")
-	if err != nil {
-		return err
-	}
-	limit, err := queryLimit(c)
+	before, limit, err := pageQuery(c)
 	if err != nil {
 		return err
 	}
@@ -634,10 +638,7 @@ func (g *Gateway) mentions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, struct {
-		Messages []json.RawMessage `json:"messages"`
-		HasMore  bool              `json:"has_more"`
-	}{msgs, more})
+	return c.JSON(http.StatusOK, messagePage{msgs, more})
 }
 
 func (g *Gateway) markRead(c echo.Context) error {

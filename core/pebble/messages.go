@@ -278,20 +278,30 @@ func (s *Store) member(ctx context.Context, uid core.ID, p core.ParsedConv) (boo
 	return g.Has(uid), nil
 }
 
+// memberConv decodes a conversation id the caller belongs to;
+// ErrConvNotFound for a malformed id or one the caller is not in.
+func (s *Store) memberConv(ctx context.Context, uid core.ID, convID string) (conv, error) {
+	c, p, ok := convOf(convID)
+	if !ok {
+		return c, core.ErrConvNotFound
+	}
+	if ok, err := s.member(ctx, uid, p); err != nil || !ok {
+		if err == nil {
+			err = core.ErrConvNotFound
+		}
+		return c, err
+	}
+	return c, nil
+}
+
 // History implements core.Messages.
 func (s *Store) History(ctx context.Context, uid core.ID, convID string, before, after core.ID, limit int) ([]json.RawMessage, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
 	defer s.leave()
-	c, p, ok := convOf(convID)
-	if !ok {
-		return nil, core.ErrConvNotFound
-	}
-	if ok, err := s.member(ctx, uid, p); err != nil || !ok {
-		if err == nil {
-			err = core.ErrConvNotFound
-		}
+	c, err := s.memberConv(ctx, uid, convID)
+	if err != nil {
 		return nil, err
 	}
 	// Both ends are exclusive, as the protocol's before and after are.
@@ -339,21 +349,8 @@ func (s *Store) Conversations(ctx context.Context, uid core.ID, limit int) ([]co
 		return nil, err
 	}
 	defer s.leave()
-	p := userPrefix(kindConv, uid)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	convs, err := s.convsOf(ctx, uid)
 	if err != nil {
-		return nil, err
-	}
-	var convs []conv
-	for ok := it.First(); ok; ok = it.Next() {
-		c, _, err := decodeConv(it.Key()[len(p):])
-		if err != nil {
-			it.Close()
-			return nil, err
-		}
-		convs = append(convs, c)
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, err
 	}
 	msgs, err := s.db.NewIter(&pebble.IterOptions{})
@@ -364,15 +361,6 @@ func (s *Store) Conversations(ctx context.Context, uid core.ID, limit int) ([]co
 	out := make([]core.Conversation, 0, len(convs))
 	byID := make(map[string]conv, len(convs))
 	for _, c := range convs {
-		if g := c.group(); g != 0 {
-			// A former member's listing key may outlive its membership
-			// (removal writes the group first, then this key's delete).
-			if ok, err := s.member(ctx, uid, core.ParsedConv{Group: g}); err != nil {
-				return nil, err
-			} else if !ok {
-				continue
-			}
-		}
 		cv := core.Conversation{ID: c.String()}
 		pre := msgPrefix(c)
 		if msgs.SeekLT(prefixEnd(pre)) && slices.Equal(msgs.Key()[:len(pre)], pre) {
@@ -459,14 +447,8 @@ func (s *Store) unread(uid core.ID, c conv, marker core.ID) (int, error) {
 
 // MarkRead implements core.Messages.
 func (s *Store) MarkRead(ctx context.Context, uid core.ID, convID string, msg core.ID) error {
-	c, p, ok := convOf(convID)
-	if !ok {
-		return core.ErrConvNotFound
-	}
-	if ok, err := s.member(ctx, uid, p); err != nil || !ok {
-		if err == nil {
-			err = core.ErrConvNotFound
-		}
+	c, err := s.memberConv(ctx, uid, convID)
+	if err != nil {
 		return err
 	}
 	if err := s.read(func() error {

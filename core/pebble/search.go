@@ -398,7 +398,8 @@ func (s *Store) convsOf(ctx context.Context, uid core.ID) ([]conv, error) {
 	kept := out[:0]
 	for _, c := range out {
 		if g := c.group(); g != 0 {
-			// A former member's listing key may outlive its membership.
+			// A former member's listing key may outlive its membership
+			// (removal writes the group first, then this key's delete).
 			if ok, err := s.member(ctx, uid, core.ParsedConv{Group: g}); err != nil {
 				return nil, err
 			} else if !ok {
@@ -420,14 +421,8 @@ func (s *Store) Search(ctx context.Context, uid core.ID, q core.SearchQuery) ([]
 	defer s.leave()
 	var convs []conv
 	if q.Conv != "" {
-		c, p, ok := convOf(q.Conv)
-		if !ok {
-			return nil, core.ErrConvNotFound
-		}
-		if ok, err := s.member(ctx, uid, p); err != nil || !ok {
-			if err == nil {
-				err = core.ErrConvNotFound
-			}
+		c, err := s.memberConv(ctx, uid, q.Conv)
+		if err != nil {
 			return nil, err
 		}
 		convs = []conv{c}
@@ -610,14 +605,8 @@ func (s *Store) HistoryAfter(ctx context.Context, uid core.ID, convID string, af
 		return nil, err
 	}
 	defer s.leave()
-	c, p, ok := convOf(convID)
-	if !ok {
-		return nil, core.ErrConvNotFound
-	}
-	if ok, err := s.member(ctx, uid, p); err != nil || !ok {
-		if err == nil {
-			err = core.ErrConvNotFound
-		}
+	c, err := s.memberConv(ctx, uid, convID)
+	if err != nil {
 		return nil, err
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: msgKey(c, after+1), UpperBound: prefixEnd(msgPrefix(c))})

@@ -324,34 +324,9 @@ func (s *Store) Mentions(ctx context.Context, uid core.ID, before core.ID, limit
 
 // HistoryAfter implements core.Finder.
 func (s *Store) HistoryAfter(ctx context.Context, uid core.ID, conv string, after core.ID, limit int) ([]json.RawMessage, error) {
-	p, ok := core.ParseConv(conv)
-	if !ok {
-		return nil, core.ErrConvNotFound
+	if uint64(after) >= math.MaxInt64 {
+		limit = 0 // no stored id is above it
 	}
-	b := &pgx.Batch{}
-	var member bool
-	memberCheck(b, uid, p, &member)
-	var out []json.RawMessage
-	if limit > 0 && uint64(after) < math.MaxInt64 {
-		b.Queue(`SELECT `+msgCols+` FROM messages m WHERE m.conversation_id = $1 AND m.id > $2
-			ORDER BY m.id LIMIT $3`, conv, int64(after), limit).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				m, err := scanMessage(rows)
-				if err != nil {
-					return err
-				}
-				out = append(out, messageJSON(&m))
-			}
-			return rows.Err()
-		})
-	}
-	if b.Len() > 0 {
-		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-			return nil, s.fail("read history", err)
-		}
-	}
-	if !member {
-		return nil, core.ErrConvNotFound
-	}
-	return out, nil
+	return s.page(ctx, uid, conv, limit, `SELECT `+msgCols+` FROM messages m WHERE m.conversation_id = $1 AND m.id > $2
+		ORDER BY m.id LIMIT $3`, int64(after))
 }

@@ -105,6 +105,20 @@ func memberCheck(b *pgx.Batch, uid core.ID, p core.ParsedConv, ok *bool) {
 
 // History implements core.Messages.
 func (s *Store) History(ctx context.Context, uid core.ID, conv string, before, after core.ID, limit int) ([]json.RawMessage, error) {
+	hi := int64(math.MaxInt64) // every stored id is below it
+	if before != 0 && uint64(before) < math.MaxInt64 {
+		hi = int64(before)
+	}
+	if uint64(after) >= math.MaxInt64 {
+		limit = 0 // no stored id is above it
+	}
+	return s.page(ctx, uid, conv, limit, `SELECT `+msgCols+` FROM messages m WHERE m.conversation_id = $1 AND m.id > $2 AND m.id < $3
+		ORDER BY m.id DESC LIMIT $4`, int64(after), hi)
+}
+
+// page reads messages of conv with query ($1 conv, then args, then the
+// limit), in the batch that checks the caller belongs to conv.
+func (s *Store) page(ctx context.Context, uid core.ID, conv string, limit int, query string, args ...any) ([]json.RawMessage, error) {
 	p, ok := core.ParseConv(conv)
 	if !ok {
 		return nil, core.ErrConvNotFound
@@ -112,14 +126,10 @@ func (s *Store) History(ctx context.Context, uid core.ID, conv string, before, a
 	b := &pgx.Batch{}
 	var member bool
 	memberCheck(b, uid, p, &member)
-	hi := int64(math.MaxInt64) // every stored id is below it
-	if before != 0 && uint64(before) < math.MaxInt64 {
-		hi = int64(before)
-	}
 	var out []json.RawMessage
-	if limit > 0 && uint64(after) < math.MaxInt64 {
-		b.Queue(`SELECT `+msgCols+` FROM messages m WHERE m.conversation_id = $1 AND m.id > $2 AND m.id < $3
-			ORDER BY m.id DESC LIMIT $4`, conv, int64(after), hi, limit).Query(func(rows pgx.Rows) error {
+	if limit > 0 {
+		args = append(append([]any{conv}, args...), limit)
+		b.Queue(query, args...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				m, err := scanMessage(rows)
 				if err != nil {
