@@ -49,6 +49,8 @@ type Message struct {
 	Content        string    `json:"content"`
 	CreatedAt      time.Time `json:"created_at"`
 	ClientMsgID    string    `json:"client_msg_id"`
+	// Mentions are the ids of the members the message mentions (@username).
+	Mentions []string `json:"mentions,omitempty"`
 }
 
 // Account is what signup and login return: the user, this device's token
