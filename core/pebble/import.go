@@ -119,7 +119,10 @@ func (im *Import) Commit(progress string) error {
 	_ = im.b.Set(metaKey("migration"), []byte(progress), nil)
 	err := im.b.Commit(pebble.Sync)
 	if err == nil {
+		// Imported ids are older than the indexer's cursor may be.
+		im.s.idx.rewind.Store(true)
 		im.s.idx.durableUpTo(im.newest)
+		im.s.idx.wake()
 	}
 	return errors.Join(err, im.b.Close())
 }

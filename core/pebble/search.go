@@ -84,6 +84,12 @@ type indexer struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// cursor is the indexer's own: the smallest queue key that may still
+	// be queued (nil: the start of the queue). rewind, set by an import of
+	// older messages, sends it back to the start.
+	cursor []byte
+	rewind atomic.Bool
+
 	mu      sync.Mutex
 	asked   uint64 // WaitIndexed calls so far
 	passed  uint64 // every call up to this one has been served by a pass
@@ -219,19 +225,24 @@ func (s *Store) indexQueue(stop <-chan struct{}) error {
 }
 
 func (s *Store) indexQueueChunk(upper []byte) (int, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindIndexQueue}, UpperBound: upper})
+	// Every queue key below the cursor has been indexed and deleted (ids
+	// are issued in commit order): starting there skips their tombstones.
+	lower := []byte{kindIndexQueue}
+	if s.idx.rewind.Swap(false) {
+		s.idx.cursor = nil
+	}
+	if s.idx.cursor != nil {
+		lower = s.idx.cursor
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return 0, err
 	}
 	defer it.Close()
-	msgs, err := s.db.NewIter(&pebble.IterOptions{})
-	if err != nil {
-		return 0, err
-	}
-	defer msgs.Close()
 	b := s.db.NewBatch()
 	defer b.Close()
 	n := 0
+	var last []byte
 	for ok := it.First(); ok && n < indexChunk; ok = it.Next() {
 		k := it.Key()
 		if len(k) < 9 {
@@ -242,10 +253,12 @@ func (s *Store) indexQueueChunk(upper []byte) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("index queue key of message %d: %w", id, err)
 		}
-		if err := indexMessage(b, msgs, c, id); err != nil {
+		if err := s.indexMessage(b, c, id); err != nil {
 			return n, err
 		}
 		_ = b.SingleDelete(k, nil)
+		// A copy: the loop's last Next may reuse the key's bytes.
+		last = append(last[:0], k...)
 		n++
 	}
 	if err := it.Error(); err != nil {
@@ -257,6 +270,7 @@ func (s *Store) indexQueueChunk(upper []byte) (int, error) {
 	if err := s.applyIndex(b); err != nil {
 		return 0, err
 	}
+	s.idx.cursor = append(slices.Clone(last), 0)
 	if s.onIndex != nil {
 		s.onIndex(n)
 	}
@@ -268,17 +282,18 @@ func (s *Store) applyIndex(b *pebble.Batch) error {
 	return s.read(func() error { return s.db.Apply(b, pebble.NoSync) })
 }
 
-// indexMessage adds the postings of message (c, id), read through msgs,
-// to b. A message that is gone (it cannot be, today) has nothing to index.
-func indexMessage(b *pebble.Batch, msgs *pebble.Iterator, c conv, id core.ID) error {
-	k := msgKey(c, id)
-	if !msgs.SeekGE(k) || !bytes.Equal(msgs.Key(), k) {
-		return msgs.Error()
+// indexMessage adds the postings of message (c, id) to b. A point Get:
+// the message was just committed, so it is found in the memtable and no
+// sstable is read (an iterator's SeekGE positions every level).
+func (s *Store) indexMessage(b *pebble.Batch, c conv, id core.ID) error {
+	v, closer, err := s.db.Get(msgKey(c, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
 	}
-	v, err := msgs.ValueAndErr()
 	if err != nil {
 		return err
 	}
+	defer closer.Close()
 	m, err := decodeRecord(c, id, v)
 	if err != nil {
 		return err
@@ -477,17 +492,18 @@ func (s *Store) Search(ctx context.Context, uid core.ID, q core.SearchQuery) ([]
 		}
 	}
 	slices.SortFunc(hits, func(a, b hit) int { return -cmpID(a.id, b.id) })
-	msgs, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindMessage}, UpperBound: []byte{kindMessage + 1}})
-	if err != nil {
-		return nil, err
-	}
-	defer msgs.Close()
 	out := make([]core.Found, 0, len(hits))
 	for _, h := range hits {
-		raw, err := readJSON(msgs, h.c, h.id)
+		v, closer, err := s.db.Get(msgKey(h.c, h.id))
+		if err != nil {
+			return nil, fmt.Errorf("message %d: %w", h.id, err)
+		}
+		m, err := decodeRecord(h.c, h.id, v)
+		closer.Close()
 		if err != nil {
 			return nil, err
 		}
+		raw := json.RawMessage(m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID))))
 		out = append(out, core.Found{ConversationID: h.c.String(), Message: raw})
 	}
 	return out, nil
