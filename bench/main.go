@@ -9,6 +9,7 @@
 //	go run ./bench -out DIR     # where results go (default bench/out)
 //	go run ./bench -prefill 1M  # the same on a node that already holds 1 M messages
 //	go run ./bench -history 5M -baseline BIN  # the history probe instead (history.go)
+//	go run ./bench -search 1M   # the search probe instead (search.go)
 //
 // The bench builds chatgate and runs it as a separate process (so the
 // server's CPU and memory, read from /proc, are its own), drives it with
@@ -88,6 +89,9 @@ type config struct {
 
 	// The soak probe (soak.go).
 	soak soakConfig
+
+	// The search probe (search.go).
+	search searchConfig
 }
 
 func defaultCentrifugo() string {
@@ -141,6 +145,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clusterSenders, "cluster-senders", 256, "cluster probe: concurrent HTTP senders of the durable-sends run")
 	fs.IntVar(&c.fillSenders, "fill-senders", 128, "history probe and -prefill: concurrent keep-alive HTTP senders")
 	registerSoakFlags(fs, &c.soak)
+	registerSearchFlags(fs, &c.search)
 	registerHostileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -279,6 +284,8 @@ func main() {
 	switch {
 	case cfg.soak.dur > 0:
 		err = runSoak(ctx, cfg, os.Stdout, os.Stderr)
+	case cfg.search.n > 0:
+		err = runSearch(ctx, cfg, os.Stdout, os.Stderr)
 	case hostileOn():
 		err = runHostile(ctx, cfg, os.Stdout, os.Stderr)
 	case cfg.guess != "":
