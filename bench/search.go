@@ -808,7 +808,7 @@ loop:
 
 	prog.stage(fmt.Sprintf("indexing the last %s messages", commas(max(backlog, 0))), float64(max(backlog, 0))/20000+1)
 	t1 := time.Now()
-	if err := st.WaitIndexed(ctx); err != nil {
+	if err := st.WaitIndexed(ctx, 0); err != nil {
 		return nil, fmt.Errorf("wait for the index: %w", err)
 	}
 	catchUp := time.Since(t1)

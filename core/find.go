@@ -51,13 +51,8 @@ func (s *Service) Search(ctx context.Context, se Session, q, conv string, before
 		}
 		return []Found{}, false, nil
 	}
-	if w, ok := s.store.(IndexWaiter); ok {
-		wctx, cancel := context.WithTimeout(ctx, indexWait)
-		err := w.WaitIndexed(wctx)
-		cancel()
-		if err != nil && ctx.Err() != nil {
-			return nil, false, ctx.Err()
-		}
+	if err := s.waitIndexed(ctx, se.UserID); err != nil {
+		return nil, false, err
 	}
 	found, err := s.store.Search(ctx, se.UserID, SearchQuery{Terms: terms, Conv: conv, Before: before, Limit: limit + 1})
 	if err != nil {
@@ -78,6 +73,36 @@ func (s *Service) Search(ctx context.Context, se Session, q, conv string, before
 		found = []Found{}
 	}
 	return found, more, nil
+}
+
+// waitIndexed makes a search read its caller's writes: it waits (at most
+// indexWait) until the index holds the newest message of the caller's inbox
+// — every message the caller sent or received, each of which went through
+// the inbox. A caller whose newest message is indexed already, however busy
+// the node, does not wait.
+func (s *Service) waitIndexed(ctx context.Context, uid ID) error {
+	w, ok := s.store.(IndexWaiter)
+	if !ok {
+		return nil
+	}
+	head, err := s.store.InboxHead(ctx, uid)
+	if err != nil || head == 0 {
+		return err
+	}
+	es, err := s.store.Inbox(ctx, uid, head-1, 1, MaxSyncBytes)
+	if err != nil || len(es) == 0 {
+		return err
+	}
+	newest := messageID(es[0].Message)
+	if newest == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, indexWait)
+	defer cancel()
+	if err := w.WaitIndexed(wctx, newest); err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // Mentions lists the messages that mention the caller, newest first.

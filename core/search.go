@@ -161,9 +161,10 @@ type Finder interface {
 
 // IndexWaiter is a store whose search index trails its commits (the
 // embedded store indexes after the fsync). WaitIndexed returns once every
-// message committed before the call is searchable, or ctx ends.
+// message up to id upTo is searchable (0: every message committed before
+// the call), or ctx ends.
 type IndexWaiter interface {
-	WaitIndexed(ctx context.Context) error
+	WaitIndexed(ctx context.Context, upTo ID) error
 }
 
 // MentionNames returns the usernames written as @name in content,

@@ -151,7 +151,9 @@ func (s *Store) Mentions(ctx context.Context, uid core.ID, before core.ID, limit
 func (s *Store) HistoryStore() *pebble.Store { return s.history }
 
 // WaitIndexed implements core.IndexWaiter.
-func (s *Store) WaitIndexed(ctx context.Context) error { return s.history.WaitIndexed(ctx) }
+func (s *Store) WaitIndexed(ctx context.Context, upTo core.ID) error {
+	return s.history.WaitIndexed(ctx, upTo)
+}
 
 // Conversations implements core.Messages.
 func (s *Store) Conversations(ctx context.Context, uid core.ID, limit int) ([]core.Conversation, error) {

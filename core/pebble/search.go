@@ -90,14 +90,18 @@ type indexer struct {
 	cursor []byte
 	rewind atomic.Bool
 
+	// indexed: every message up to this id is indexed (the durable id
+	// the last complete pass started with).
+	indexed atomic.Uint64
+
 	mu      sync.Mutex
 	asked   uint64 // WaitIndexed calls so far
-	passed  uint64 // every call up to this one has been served by a pass
 	waiters []idxWaiter
 }
 
 type idxWaiter struct {
 	ticket uint64
+	upTo   core.ID
 	ch     chan struct{}
 }
 
@@ -127,16 +131,20 @@ func (x *indexer) wake() {
 	}
 }
 
-// WaitIndexed implements core.IndexWaiter: it returns once a pass of the
-// indexer that started after the call has indexed every durable message.
-// Every message committed before the call was durable when that pass
-// started. A pass ends: it takes the messages up to the durable id it
-// started with, never those committed while it runs.
-func (s *Store) WaitIndexed(ctx context.Context) error {
+// WaitIndexed implements core.IndexWaiter: it returns at once if every
+// message up to upTo is indexed, else once a pass of the indexer that
+// started after the call has indexed every durable message (or one that
+// covered upTo). Every message committed before the call was durable when
+// that pass started. A pass ends: it takes the messages up to the durable
+// id it started with, never those committed while it runs.
+func (s *Store) WaitIndexed(ctx context.Context, upTo core.ID) error {
 	x := s.idx
+	if upTo != 0 && x.indexed.Load() >= uint64(upTo) {
+		return nil
+	}
 	x.mu.Lock()
 	x.asked++
-	w := idxWaiter{ticket: x.asked, ch: make(chan struct{})}
+	w := idxWaiter{ticket: x.asked, upTo: upTo, ch: make(chan struct{})}
 	x.waiters = append(x.waiters, w)
 	x.mu.Unlock()
 	x.wake()
@@ -159,13 +167,13 @@ func (s *Store) runIndexer() {
 		x.mu.Lock()
 		ticket := x.asked
 		x.mu.Unlock()
-		err := s.indexQueue(x.stop)
+		bound, err := s.indexQueue(x.stop)
 		if err == nil {
+			x.indexed.Store(bound)
 			x.mu.Lock()
-			x.passed = ticket
 			kept := x.waiters[:0]
 			for _, w := range x.waiters {
-				if w.ticket <= ticket {
+				if w.ticket <= ticket || (w.upTo != 0 && uint64(w.upTo) <= bound) {
 					close(w.ch)
 				} else {
 					kept = append(kept, w)
@@ -205,21 +213,22 @@ func (s *Store) runIndexer() {
 var errStopped = errors.New("indexer stopped")
 
 // indexQueue indexes every queued message that is durable now, a chunk per
-// batch.
-func (s *Store) indexQueue(stop <-chan struct{}) error {
+// batch, and returns the durable id it went up to.
+func (s *Store) indexQueue(stop <-chan struct{}) (uint64, error) {
+	d := s.idx.durable.Load()
 	upper := []byte{kindIndexQueue + 1}
-	if d := s.idx.durable.Load(); d < 1<<64-1 {
+	if d < 1<<64-1 {
 		upper = appendU64([]byte{kindIndexQueue}, d+1)
 	}
 	for {
 		select {
 		case <-stop:
-			return errStopped
+			return 0, errStopped
 		default:
 		}
 		n, err := s.indexQueueChunk(upper)
 		if err != nil || n < indexChunk {
-			return err
+			return d, err
 		}
 	}
 }

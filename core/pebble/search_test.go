@@ -110,7 +110,7 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 	defer s.Close()
 	rng := rand.New(rand.NewPCG(7, 13))
 	all := fillRandom(t, s, rng, 800)
-	require.NoError(t, s.WaitIndexed(context.Background()))
+	require.NoError(t, s.WaitIndexed(context.Background(), 0))
 	queries := []string{"alpha", "GAMMA beta", "가나", "나다 alpha", "東京", "京가", "delta 東京 가나", "alpha beta gamma delta", "zeta", "라라"}
 	for _, q := range queries {
 		terms := core.QueryTerms(q)
@@ -138,7 +138,7 @@ func TestSearchBackfill(t *testing.T) {
 	s := openTestStore(t, dir)
 	rng := rand.New(rand.NewPCG(1, 2))
 	all := fillRandom(t, s, rng, 3*indexChunk+17)
-	require.NoError(t, s.WaitIndexed(context.Background()))
+	require.NoError(t, s.WaitIndexed(context.Background(), 0))
 	require.NoError(t, s.Close())
 
 	// Make it format 1: no postings, no queue, format byte 1.
@@ -156,7 +156,7 @@ func TestSearchBackfill(t *testing.T) {
 		require.NoError(t, err)
 		return !busy
 	}, 10*time.Second, time.Millisecond)
-	require.NoError(t, s.WaitIndexed(context.Background()))
+	require.NoError(t, s.WaitIndexed(context.Background(), 0))
 	// Every message, whichever chunk it fell in (the first of each chunk
 	// after the first was once skipped).
 	for _, q := range []string{"alpha", "beta", "gamma", "delta", "가", "나", "東", "京", "가나 beta"} {
@@ -183,7 +183,7 @@ func TestSearchQueueLeftByCrash(t *testing.T) {
 	s := openTestStore(t, dir)
 	rng := rand.New(rand.NewPCG(3, 4))
 	all := fillRandom(t, s, rng, 100)
-	require.NoError(t, s.WaitIndexed(context.Background()))
+	require.NoError(t, s.WaitIndexed(context.Background(), 0))
 	require.NoError(t, s.Close())
 
 	// What a crash after the messages' batch and before the index's leaves.
@@ -201,7 +201,7 @@ func TestSearchQueueLeftByCrash(t *testing.T) {
 
 	s = openTestStore(t, dir)
 	defer s.Close()
-	require.NoError(t, s.WaitIndexed(context.Background()))
+	require.NoError(t, s.WaitIndexed(context.Background(), 0))
 	terms := core.QueryTerms("alpha")
 	require.NotEmpty(t, brute(all, 2, "", terms))
 	require.Equal(t, brute(all, 2, "", terms), searchAll(t, s, 2, "", terms, 10))

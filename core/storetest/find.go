@@ -48,7 +48,7 @@ func (e *env) search(uid core.ID, q, conv string, before core.ID, limit int) []c
 
 func (e *env) searchErr(uid core.ID, q, conv string, before core.ID, limit int) ([]core.Found, error) {
 	if w, ok := e.s.(core.IndexWaiter); ok {
-		require.NoError(e.t, w.WaitIndexed(e.ctx))
+		require.NoError(e.t, w.WaitIndexed(e.ctx, 0))
 	}
 	return e.s.Search(e.ctx, uid, core.SearchQuery{Terms: core.QueryTerms(q), Conv: conv, Before: before, Limit: limit})
 }
