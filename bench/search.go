@@ -27,7 +27,7 @@ package main
 //     IndexBytes; a copy of the history is compacted to the last level for
 //     the same figure without the LSM's overhead.
 //  2. Search latency. The chatgate binary is started on the data directory
-//     (-limit-send off) and the searcher's GET /v1/search is timed, one
+//     (-limit-send off -limit-search off) and the searcher's GET /v1/search is timed, one
 //     request at a time, for each query: a 2-character Korean query, a
 //     common, the most common and a rare English word, a 2-character
 //     Japanese query and a two-word query, across all 50 conversations and
@@ -1185,7 +1185,7 @@ func searchRun(ctx context.Context, sc searchConfig, bin, out, command string, p
 	}
 	prog.stage("starting chatgate on the filled directory", 2)
 	serverWait = max(serverWait, 2*time.Minute)
-	args := []string{"-addr", addr, "-data", nodeDir, "-node-id", "1", "-log-level", "warn", "-limit-send", "off", "-debug-addr", dbg}
+	args := []string{"-addr", addr, "-data", nodeDir, "-node-id", "1", "-log-level", "warn", "-limit-send", "off", "-limit-search", "off", "-debug-addr", dbg}
 	if sc.cacheMB > 0 {
 		args = append(args, "-cache-mb", strconv.Itoa(sc.cacheMB))
 	}

@@ -39,6 +39,9 @@ func (s *Service) Search(ctx context.Context, se Session, q, conv string, before
 			return nil, false, ErrConvNotFound
 		}
 	}
+	if wait := s.limits.searchUser.take(se.UserID.String()); wait > 0 {
+		return nil, false, s.refuse("search", wait)
+	}
 	limit = clampLimit(limit, DefaultSearchLimit, MaxSearchLimit)
 	terms := QueryTerms(q)
 	if len(terms) == 0 {

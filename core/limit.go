@@ -53,6 +53,10 @@ type Limits struct {
 	// bench's fan-out sender hundreds; what it stops is one account
 	// taking the whole node (tens of thousands of sends a second).
 	SendsPerUser Rate
+	// SearchesPerUser bounds one account's searches: a search costs the
+	// CPU of several sends, and a person searches a few times a minute
+	// (a search box that searches as one types, a few a second).
+	SearchesPerUser Rate
 	// FramesPerSocket bounds the frames a WebSocket client sends (sends,
 	// typing, heartbeats, pings); past it the socket is closed (1008).
 	FramesPerSocket Rate
@@ -76,6 +80,7 @@ func DefaultLimits() Limits {
 		LoginFailuresPerAddress: Rate{100, time.Minute},
 		SignupsPerAddress:       Rate{100, time.Hour},
 		SendsPerUser:            Rate{500, time.Second},
+		SearchesPerUser:         Rate{10, time.Second},
 		FramesPerSocket:         Rate{1000, time.Second},
 		BytesPerSocket:          Rate{4 << 20, 4 * time.Second},
 		ConnsPerUser:            64,
@@ -188,8 +193,8 @@ func (bs *buckets) sweepLocked(now time.Time) {
 
 // limiter applies Limits.
 type limiter struct {
-	loginAccount, loginAddr, signupAddr, sendUser *buckets
-	loopback                                      bool
+	loginAccount, loginAddr, signupAddr, sendUser, searchUser *buckets
+	loopback                                                  bool
 
 	connsMax int
 	connsMu  sync.Mutex
@@ -211,7 +216,7 @@ func (l *limiter) byAddr(addr string) string {
 func newLimiter(l Limits) *limiter {
 	return &limiter{loginAccount: newBuckets(l.LoginFailuresPerAccount),
 		loginAddr: newBuckets(l.LoginFailuresPerAddress), signupAddr: newBuckets(l.SignupsPerAddress),
-		sendUser: newBuckets(l.SendsPerUser), loopback: l.Loopback,
+		sendUser: newBuckets(l.SendsPerUser), searchUser: newBuckets(l.SearchesPerUser), loopback: l.Loopback,
 		connsMax: l.ConnsPerUser, conns: make(map[ID]int)}
 }
 

@@ -11,7 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chatgate/chatgate/core"
 	"github.com/chatgate/chatgate/internal/testkit"
+	"github.com/chatgate/chatgate/node"
 )
 
 // searchOf runs GET /v1/search and returns the ids found and has_more,
@@ -33,11 +35,15 @@ func searchOf(t testing.TB, c *testkit.Client, q, extra string) ([]string, bool)
 
 func idOf(m map[string]any) string { return m["id"].(string) }
 
+// noSearchLimit lifts the per-user search limit for tests that search more
+// than a person would (TestSearchLimit checks the limit).
+func noSearchLimit(c *node.Config) { c.Limits.SearchesPerUser = core.Rate{} }
+
 // TestAPISearch: a black-box client finds its own messages by a word, or a
 // two-character Korean or Japanese substring, newest first, and never
 // another user's.
 func TestAPISearch(t *testing.T) {
-	n := testkit.Start(t)
+	n := testkit.Start(t, noSearchLimit)
 	us := testkit.SignupMany(t, n.URL(), "find", 3)
 	a, b, c := us[0], us[1], us[2]
 	hello := a.Send(b.ID, "Hello, World!", "s-1")
@@ -90,7 +96,7 @@ func TestAPISearch(t *testing.T) {
 
 // A message is found by the very next search after its send answered.
 func TestAPISearchReadsYourWrites(t *testing.T) {
-	n := testkit.Start(t)
+	n := testkit.Start(t, noSearchLimit)
 	us := testkit.SignupMany(t, n.URL(), "ryw", 2)
 	a, b := us[0], us[1]
 	for i := range 20 {

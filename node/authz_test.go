@@ -114,7 +114,7 @@ func authzRows() []authzRow {
 }
 
 func TestAuthzEveryRouteHasARow(t *testing.T) {
-	n := testkit.Start(t)
+	n := testkit.Start(t, noSearchLimit)
 	routes := n.Routes()
 	require.NotEmpty(t, routes, "node.Routes() found no routes: is the server's handler still the gateway?")
 	known := map[string]bool{}
@@ -223,7 +223,7 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
-	n := testkit.Start(t)
+	n := testkit.Start(t, noSearchLimit)
 	w := &world{n: n, tag: randHex(t)}
 	w.alice, w.aliceDevice = signupDevice(t, n.URL(), "azal")
 	w.bob, w.bobDevice = signupDevice(t, n.URL(), "azbo")

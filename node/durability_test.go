@@ -295,7 +295,7 @@ func durCheckAll(t *testing.T, users []*testkit.Client, sent []durSent, groups m
 // return the same message.
 func TestConcurrentSendsGapFree(t *testing.T) {
 	durLeakCheck(t)
-	n := testkit.Start(t)
+	n := testkit.Start(t, noSearchLimit)
 	const nUsers, workers, perWorker = 12, 16, 40
 	users := testkit.SignupMany(t, n.URL(), "gap", nUsers)
 	members := []*testkit.Client{users[0], users[1], users[2], users[3], users[4], users[5]}
@@ -473,7 +473,7 @@ func durStateOf(t *testing.T, c *testkit.Client) durState {
 // continue the sequences.
 func TestRestartKeepsEverything(t *testing.T) {
 	durLeakCheck(t)
-	n := testkit.Start(t)
+	n := testkit.Start(t, noSearchLimit)
 	us := testkit.SignupMany(t, n.URL(), "rst", 4)
 	a, b, c, d := us[0], us[1], us[2], us[3]
 
@@ -690,7 +690,8 @@ func startProc(t *testing.T, bin string, s procSpec) *durProc {
 		logPath := filepath.Join(s.logDir, fmt.Sprintf("chatgate-%d-%d.log", s.run, attempt))
 		logf, err := os.Create(logPath)
 		require.NoError(t, err)
-		cmd := exec.Command(bin, append([]string{"-addr", addr, "-data", s.dir, "-log-level", "warn"}, s.args...)...)
+		// The checks search for every acknowledged message: no search limit.
+		cmd := exec.Command(bin, append([]string{"-addr", addr, "-data", s.dir, "-log-level", "warn", "-limit-search", "off"}, s.args...)...)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = logf, logf
 		require.NoError(t, cmd.Start())

@@ -207,3 +207,21 @@ func TestWebSocketFramesStrict(t *testing.T) {
 	msgs, _ := historyOf(t, bob, directConv(alice, bob), "")
 	require.Empty(t, msgs)
 }
+
+// Searches past a user's allowance are refused with 429 and Retry-After;
+// other users keep their own allowance.
+func TestSearchLimit(t *testing.T) {
+	n := testkit.Start(t, func(c *node.Config) {
+		c.Limits = core.Limits{SearchesPerUser: core.Rate{N: 2, Per: time.Hour}}
+	})
+	alice, bob := testkit.Signup(t, n.URL(), "ql-a"), testkit.Signup(t, n.URL(), "ql-b")
+	requireError(t, alice.Do("GET", "/v1/search?q=x", nil), http.StatusBadRequest, "query_too_short") // bad input costs nothing
+	for range 2 {
+		requireStatus(t, alice.Do("GET", "/v1/search?q=hello", nil), http.StatusOK)
+	}
+	r := alice.Do("GET", "/v1/search?q=hello", nil)
+	requireError(t, r, http.StatusTooManyRequests, "rate_limited")
+	require.NotEmpty(t, r.Header.Get("Retry-After"))
+	requireStatus(t, bob.Do("GET", "/v1/search?q=hello", nil), http.StatusOK)
+	requireStatus(t, alice.Do("GET", "/v1/mentions", nil), http.StatusOK) // mentions are not searches
+}

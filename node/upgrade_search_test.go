@@ -526,7 +526,7 @@ func TestUpgradePebbleV1Search(t *testing.T) {
 	ex := pvLoad(t)
 	md := pvNewModel(t, ex)
 	dir := pvCopy(t)
-	n := testkit.Start(t, testkit.WithDir(dir))
+	n := testkit.Start(t, testkit.WithDir(dir), noSearchLimit)
 	s := pvLogin(t, n.URL(), ex, md)
 
 	// The history does not wait for the index.
@@ -564,7 +564,7 @@ func TestUpgradePebbleV1Search(t *testing.T) {
 	format, backfilling := pvHistoryMeta(t, dir)
 	require.Equal(t, []byte{2}, format, "history format after the upgrade")
 	require.False(t, backfilling, "the backfill is done and recorded as done")
-	n2 := testkit.Start(t, testkit.WithDir(dir))
+	n2 := testkit.Start(t, testkit.WithDir(dir), noSearchLimit)
 	s2 := s.rebase(n2.URL())
 	s2.requireHistory()
 	s2.requireRecorded(ex)

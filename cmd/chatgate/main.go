@@ -50,6 +50,7 @@ func run(args []string) error {
 	fs.Var(rateFlag{&cfg.Limits.LoginFailuresPerAddress}, "limit-login-address", "failed logins allowed per client address, N/DURATION or off (loopback is not limited by address)")
 	fs.Var(rateFlag{&cfg.Limits.SignupsPerAddress}, "limit-signup-address", "signups allowed per client address, N/DURATION or off")
 	fs.Var(rateFlag{&cfg.Limits.SendsPerUser}, "limit-send", "messages each user may send, N/DURATION or off")
+	fs.Var(rateFlag{&cfg.Limits.SearchesPerUser}, "limit-search", "searches each user may run, N/DURATION or off")
 	fs.Var(rateFlag{&cfg.Limits.FramesPerSocket}, "limit-ws-frames", "frames a WebSocket client may send, N/DURATION or off; past it the socket is closed (1008)")
 	fs.Var(rateFlag{&cfg.Limits.BytesPerSocket}, "limit-ws-bytes", "bytes a WebSocket client may send, N/DURATION (a burst of N) or off; past it the socket is closed (1008)")
 	fs.IntVar(&cfg.Limits.ConnsPerUser, "max-conns-per-user", cfg.Limits.ConnsPerUser, "concurrent WebSocket, SSE and polling connections per user; 0: no limit")
