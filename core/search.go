@@ -16,7 +16,9 @@ import (
 //     particles stick to words (채팅을 is 채팅 + 을), so a run of those
 //     scripts is indexed as its overlapping pairs of characters (bigrams;
 //     a lone character is its own term). A query made of such text then
-//     matches any substring of two or more characters of a message.
+//     matches any substring of two or more characters of a message. Thai,
+//     Lao, Khmer and Myanmar, also written without spaces between words,
+//     are indexed the same way.
 //   - Every other run of letters and digits is a word.
 //
 // Terms are case-folded (and full-width Latin is folded to ASCII), so a
@@ -34,9 +36,11 @@ const (
 	maxTermBytes = 64
 )
 
-// cjk reports whether r belongs to a script written without spaces.
+// cjk reports whether r belongs to a script written without spaces
+// between words (CJK, and the Brahmic scripts of South-East Asia).
 func cjk(r rune) bool {
-	return unicode.In(r, unicode.Han, unicode.Hangul, unicode.Hiragana, unicode.Katakana) ||
+	return unicode.In(r, unicode.Han, unicode.Hangul, unicode.Hiragana, unicode.Katakana,
+		unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar) ||
 		r == 'ー' || r == '々' || r == '〆'
 }
 

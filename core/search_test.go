@@ -22,6 +22,7 @@ func TestTerms(t *testing.T) {
 		{"ÉCOLE école", []string{"école"}},
 		{"...", nil},
 		{"カレーライス", []string{"カレ", "レー", "ーラ", "ライ", "イス"}},
+		{"สวัสดี", []string{"สว", "วั", "ัส", "สด", "ดี"}},
 	} {
 		require.Equal(t, c.want, core.Terms(c.in), c.in)
 	}
@@ -38,7 +39,7 @@ func TestTerms(t *testing.T) {
 // Every substring of two or more characters of CJK text finds it: the
 // query's terms are a subset of the text's.
 func TestTermsSubstring(t *testing.T) {
-	for _, text := range []string{"채팅을 시작합니다", "東京に行きます", "今日はいい天気ですね", "我们明天见"} {
+	for _, text := range []string{"채팅을 시작합니다", "東京に行きます", "今日はいい天気ですね", "我们明天见", "ผมชอบกินข้าว"} {
 		all := map[string]bool{}
 		for _, x := range core.Terms(text) {
 			all[x] = true

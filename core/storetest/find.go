@@ -68,6 +68,7 @@ func testSearchScripts(t *testing.T, e *env) {
 	ja := e.send(a, b, "明日、東京に行きます")
 	zh := e.send(b, a, "我们明天见")
 	mixed := e.send(a, b, "채팅app 2024年 release")
+	th := e.send(b, a, "ผมชอบกินข้าว")
 	for q, want := range map[string][]core.ID{
 		"hello":       ids(hello),
 		"HELLO":       ids(hello),
@@ -79,6 +80,7 @@ func testSearchScripts(t *testing.T, e *env) {
 		"東京":          ids(ja),
 		"京に行":         ids(ja),
 		"明天":          ids(zh),
+		"ชอบกิน":      ids(th),
 		"app":         ids(mixed),
 		"release":     ids(mixed),
 		"2024":        ids(mixed),
