@@ -4,8 +4,11 @@ package web_test
 // a found message (GET .../messages?around=), and mentions.
 
 import (
+	"flag"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -14,6 +17,8 @@ import (
 
 	"github.com/chatgate/chatgate/internal/testkit"
 )
+
+var updateSearchScreenshot = flag.Bool("update-search-screenshot", false, "write ../docs/search.png from TestSearchScreenshot")
 
 // search types q into the message search box and presses Enter, then
 // waits until the results (or the error) for q are shown.
@@ -314,4 +319,158 @@ func TestSearchPhoneLayout(t *testing.T) {
 	a.click(`#mentions-list li.found`)
 	a.wait("the mention in the chat", `() => document.querySelector('#messages li.msg.jumped .mention.me') !== null`)
 	a.do(chromedp.WaitVisible(chromedp.ID("chat")), chromedp.WaitNotVisible(chromedp.ID("sidebar")))
+}
+
+// searchIn is search with the scope checked too: the results for q in
+// conversation scope ("" for all of them).
+func (p *page) searchIn(q, scope string) {
+	p.t.Helper()
+	p.do(
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('find-input').value = ''`),
+		chromedp.SendKeys(chromedp.ID("find-input"), q+kb.Enter),
+	)
+	p.waitScope(q, scope)
+}
+
+// waitScope waits until the results for q in scope are shown.
+func (p *page) waitScope(q, scope string) {
+	p.t.Helper()
+	// An empty string argument reaches the page as undefined (chromedp
+	// omits it), hence scope || ''.
+	p.wait("the results for "+q+" in "+scope, `(q, scope) => {
+		const panel = document.getElementById('find-panel');
+		return !panel.hidden && panel.dataset.q === q && panel.dataset.scope === (scope || '') && panel.dataset.state === 'done';
+	}`, q, scope)
+}
+
+// convIDs is the conversation of every found item in list.
+func convIDs(fs []found) map[string]int {
+	n := map[string]int{}
+	for _, f := range fs {
+		n[f.ConvID]++
+	}
+	return n
+}
+
+// TestSearchInConversation: with a conversation open, Alice restricts the
+// search to it (#find-here, named after the conversation, as text); paging
+// keeps the scope; unchecking it searches everywhere again.
+func TestSearchInConversation(t *testing.T) {
+	n := testkit.Start(t)
+	a := newPage(t, "alice", n.URL())
+	a.open("")
+	a.signup(testkit.UniqueName("alice"), "Alice")
+	alice := a.api()
+	bob := testkit.Signup(t, n.URL(), "bob")
+	carol := testkit.Signup(t, n.URL(), "carol")
+	testkit.Befriend(t, alice, bob)
+	testkit.Befriend(t, alice, carol)
+	testkit.Befriend(t, bob, carol)
+
+	// "picnic" in Bob's chat (more than a page) and in a group's.
+	m := bob.Send(alice.ID, "picnic on Sunday?", "b-0")
+	bobConv := m["conversation_id"].(string)
+	for i := 1; i <= 21; i++ {
+		bob.Send(alice.ID, fmt.Sprintf("picnic plan %02d", i), fmt.Sprintf("b-%d", i))
+	}
+	const groupName = `<b>Picnic</b> crew`
+	r := carol.Do("POST", "/v1/groups", map[string]any{"name": groupName, "members": []string{alice.ID, bob.ID}})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	r = carol.Do("POST", "/v1/messages", map[string]any{"group_id": r.JSON()["id"].(string), "content": "Picnic photos are up", "client_msg_id": "g-1"})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	groupMsg := r.JSON()["message"].(map[string]any)
+	groupConv := groupMsg["conversation_id"].(string)
+	// Bob and Carol's own chat is never Alice's to find.
+	bob.Send(carol.ID, "picnic without Alice", "bc-1")
+
+	// No conversation open: no scope to choose, everything is searched.
+	require.True(t, eval[bool](a, `document.getElementById('find-here').disabled`))
+	a.searchIn("picnic", "")
+	got := a.founds("find-results")
+	require.Len(t, got, 20)
+	require.Equal(t, groupMsg["id"], got[0].ID, "newest first")
+	require.Equal(t, groupName, got[0].Conv)
+	require.Equal(t, 19, convIDs(got)[bobConv])
+	require.Equal(t, `20+ results for “picnic” in all conversations`, eval[string](a, `document.getElementById('find-title').textContent`))
+
+	// Bob's chat open: only there.
+	a.openConversation("bob")
+	a.wait("the scope named after bob", `() => !document.getElementById('find-here').disabled && document.getElementById('find-here-name').textContent === 'Only in “bob”'`)
+	a.click("#find-here")
+	a.searchIn("picnic", bobConv)
+	got = a.founds("find-results")
+	require.Len(t, got, 20)
+	require.Equal(t, map[string]int{bobConv: 20}, convIDs(got))
+	require.Equal(t, `20+ results for “picnic” in “bob”`, eval[string](a, `document.getElementById('find-title').textContent`))
+	// The next page is Bob's chat's too.
+	a.click("#find-more")
+	a.wait("the second page", `() => document.querySelectorAll('#find-results li.found').length === 22 && document.getElementById('find-panel').dataset.state === 'done'`)
+	got = a.founds("find-results")
+	require.Equal(t, map[string]int{bobConv: 22}, convIDs(got))
+	require.Equal(t, m["id"], got[21].ID)
+	a.do(chromedp.WaitNotVisible(chromedp.ID("find-more")))
+	require.Equal(t, bobConv, eval[string](a, `document.getElementById('find-panel').dataset.scope`))
+
+	// Unchecked while the results show: searched again, everywhere.
+	a.click("#find-here")
+	a.waitScope("picnic", "")
+	got = a.founds("find-results")
+	require.Len(t, got, 20)
+	require.Equal(t, map[string]int{groupConv: 1, bobConv: 19}, convIDs(got))
+
+	// The group: its name is text, in the scope and the title.
+	a.openConversation(groupName)
+	a.wait("the scope named after the group", `(n) => !document.getElementById('find-here').disabled && document.getElementById('find-here-name').textContent === 'Only in “' + n + '”'`, groupName)
+	a.click("#find-here")
+	a.searchIn("picnic", groupConv)
+	got = a.founds("find-results")
+	require.Len(t, got, 1, "%+v", got)
+	require.Equal(t, groupMsg["id"], got[0].ID)
+	require.Equal(t, `1 result for “picnic” in “`+groupName+`”`, eval[string](a, `document.getElementById('find-title').textContent`))
+	require.Zero(t, eval[int](a, `document.querySelectorAll('#find-form b, #find-panel b').length`))
+}
+
+// TestSearchScreenshot sets up a search for 채팅 across chats in Korean,
+// Japanese and English and checks its five results; with
+// -update-search-screenshot it writes the scene to docs/search.png (which
+// needs CJK fonts to look right; the check does not).
+func TestSearchScreenshot(t *testing.T) {
+	n := testkit.Start(t)
+	a := newPage(t, "alice", n.URL())
+	a.do(chromedp.EmulateViewport(1200, 760))
+	a.open("")
+	a.signup(testkit.UniqueName("alice"), "Alice")
+	alice := a.api()
+	minji := testkit.Signup(t, n.URL(), "Minji")
+	kenji := testkit.Signup(t, n.URL(), "Kenji")
+	testkit.Befriend(t, alice, minji)
+	testkit.Befriend(t, alice, kenji)
+	kenji.Send(alice.ID, "채팅 테스트: 会議は金曜日の10時からです", "k-1")
+	alice.Send(kenji.ID, "了解です。Friday 10 am works for me", "k-2")
+	for i, s := range []struct {
+		from, to *testkit.Client
+		text     string
+	}{
+		{minji, alice, "안녕하세요! 새 채팅 앱 써 봤어요?"},
+		{alice, minji, "Yes! Search finds 채팅 even inside longer words like 채팅방."},
+		{minji, alice, "日本語も大丈夫？東京チームともチャットしてます"},
+		{alice, minji, "はい、日本語も英語も検索できます。"},
+		{minji, alice, "좋아요. 그럼 오늘 저녁에 채팅방에서 만나요"},
+		{alice, minji, "See you in the 채팅방 at 7 pm"},
+	} {
+		s.from.Send(s.to.ID, s.text, fmt.Sprintf("m-%d", i))
+	}
+	a.openConversation("Minji")
+	a.waitMessage("See you in the 채팅방 at 7 pm")
+	a.searchIn("채팅", "")
+	require.Len(t, a.founds("find-results"), 5)
+	a.do(chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
+	a.wait("layout", `() => document.getElementById('messages-box').clientWidth > 600`)
+	// The scene is checked on every run; the picture is written on demand.
+	if !*updateSearchScreenshot {
+		return
+	}
+	png, err := chromedp.Run(a.ctx, chromedp.CaptureScreenshot())
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join("..", "docs", "search.png"), png, 0o644))
 }

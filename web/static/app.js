@@ -281,7 +281,10 @@ function onMessage(m) {
   const newest = !c.last_message || compareIDs(m.id, c.last_message.id) > 0;
   if (newest) c.last_message = m;
   const o = state.open;
-  if (o && !o.id && o.kind === 'direct' && c.kind === 'direct' && c.peer_id === o.peer_id) o.id = c.id; // a draft 1:1 got its id
+  if (o && !o.id && o.kind === 'direct' && c.kind === 'direct' && c.peer_id === o.peer_id) {
+    o.id = c.id; // a draft 1:1 got its id
+    renderFindScope();
+  }
   const isOpen = o && o.id === m.conversation_id;
   if (isOpen) {
     if (state.typing.has(m.from)) {
@@ -561,6 +564,7 @@ async function openConversation(c, {around} = {}) {
     await loadGroup(o.group_id);
     if (state.open !== o) return;
     o.id ||= state.groups.get(o.group_id)?.conversation_id;
+    renderFindScope();
   }
   if (!o.id) return;
   if (around) await loadAround(o, around);
@@ -686,6 +690,7 @@ function closeChat() {
   $('chat-title').textContent = 'Pick a conversation';
   $('chat-sub').textContent = '';
   $('add-member').hidden = true;
+  renderFindScope();
   $('messages').replaceChildren();
   $('typing').textContent = '';
   $('load-older').hidden = true;
@@ -713,6 +718,7 @@ async function loadGroup(gid) {
 
 function renderChatHeader() {
   const o = state.open;
+  renderFindScope();
   if (!o) return;
   $('chat-title').textContent = titleOf(o);
   $('add-member').hidden = o.kind !== 'group';
@@ -894,6 +900,7 @@ async function send(o, msg) {
     const m = await state.conn.send(msg);
     if (!o.id) {
       o.id = m.conversation_id;
+      renderFindScope();
       renderConversations();
     }
     if (state.open === o && o.atLatest) addMessage(m);
@@ -924,10 +931,11 @@ $('message-input').addEventListener('input', () => {
 // ---- finding: message search and mentions ----
 
 // Terms as the server makes them (core/search.go): words in spaced scripts,
-// runs of Korean, Japanese and Chinese text (matched by any substring of two
+// runs of Korean, Japanese and Chinese (and Thai, Lao, Khmer, Myanmar) text
+// (matched by any substring of two
 // or more characters), case-folded. Used only to highlight what matched.
 
-const CJK = /[\p{Script=Han}\p{Script=Hangul}\p{Script=Hiragana}\p{Script=Katakana}ー々〆]/u;
+const CJK = /[\p{Script=Han}\p{Script=Hangul}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}ー々〆]/u;
 const WORD = /[\p{L}\p{Nd}\p{Mn}]/u;
 const LETTER_OR_DIGIT = /[\p{L}\p{Nd}]/u;
 const MAX_TERM_BYTES = 64;
@@ -1119,22 +1127,48 @@ let find = null;
 $('find-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const q = $('find-input').value.trim();
-  if (q) runFind(q);
+  if (q) runFind(q, false, findScope());
 });
+// Changing the scope while results are shown searches again, once per click.
+$('find-here').addEventListener('change', () => {
+  const q = $('find-input').value.trim();
+  if (q && !$('find-panel').hidden) runFind(q, false, findScope());
+});
+
+/** The conversation to search in (#find-here, while one is open), or null for all. */
+function findScope() {
+  const o = state.open;
+  if (!$('find-here').checked || !o?.id) return null;
+  return {id: o.id, kind: o.kind, peer_id: o.peer_id, group_id: o.group_id};
+}
+
+/** #find-here: enabled, and named, while a conversation (that has an id) is open. */
+function renderFindScope() {
+  const o = state.open;
+  const box = $('find-here');
+  box.disabled = !o?.id;
+  if (!o) box.checked = false;
+  $('find-here-name').textContent = o ? `Only in “${titleOf(o)}”` : 'Only in the open conversation';
+  $('find-here-label').title = o?.id ? 'search only this conversation' : 'open a conversation to search only in it';
+}
 $('find-more').addEventListener('click', () => {
   if (find?.hasMore && !find.loading) runFind(find.q, true);
 });
 $('find-close').addEventListener('click', () => showPanel('chats'));
 
-/** Searches all the user's conversations for q, or (more) fetches the next page of the last search. */
-async function runFind(q, more = false) {
-  const f = more ? find : {q, terms: queryTerms(q), results: [], hasMore: false, loading: false, error: ''};
+/**
+ * Searches all the user's conversations for q, or only scope's (a
+ * conversation), or (more) fetches the next page of the last search, in its scope.
+ */
+async function runFind(q, more = false, scope = null) {
+  const f = more ? find : {q, scope, terms: queryTerms(q), results: [], hasMore: false, loading: false, error: ''};
   find = f;
   f.loading = true;
   f.error = '';
   showPanel('find');
   renderFind();
   const p = new URLSearchParams({q: f.q, limit: '20'});
+  if (f.scope) p.set('conversation_id', f.scope.id);
   if (more && f.results.length) p.set('before', f.results[f.results.length - 1].message.id);
   try {
     const page = await client.api('GET', `/v1/search?${p}`);
@@ -1162,10 +1196,12 @@ function renderFind() {
   }
   panel.dataset.state = f.loading ? 'loading' : f.error ? 'error' : 'done';
   panel.dataset.q = f.q;
+  panel.dataset.scope = f.scope?.id || '';
   const n = f.results.length;
-  $('find-title').textContent = f.loading && !n ? `Searching for “${f.q}”…`
-    : f.error && !n ? `Search for “${f.q}”`
-      : `${n}${f.hasMore ? '+' : ''} result${n === 1 ? '' : 's'} for “${f.q}”`;
+  const where = f.scope ? ` in “${titleOf(f.scope)}”` : ' in all conversations';
+  $('find-title').textContent = f.loading && !n ? `Searching for “${f.q}”${where}…`
+    : f.error && !n ? `Search for “${f.q}”${where}`
+      : `${n}${f.hasMore ? '+' : ''} result${n === 1 ? '' : 's'} for “${f.q}”${where}`;
   $('find-error').textContent = f.error;
   $('find-error').hidden = !f.error;
   $('find-error').dataset.code = f.errorCode || '';
