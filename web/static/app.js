@@ -932,8 +932,8 @@ $('message-input').addEventListener('input', () => {
 
 // Terms as the server makes them (core/search.go): words in spaced scripts,
 // runs of Korean, Japanese and Chinese (and Thai, Lao, Khmer, Myanmar) text
-// (matched by any substring of two
-// or more characters), case-folded. Used only to highlight what matched.
+// (matched by any substring of two or more characters), case-folded. Used
+// only to highlight what matched.
 
 const CJK = /[\p{Script=Han}\p{Script=Hangul}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}ー々〆]/u;
 const WORD = /[\p{L}\p{Nd}\p{Mn}]/u;
