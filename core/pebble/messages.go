@@ -296,6 +296,12 @@ func (s *Store) memberConv(ctx context.Context, uid core.ID, convID string) (con
 
 // History implements core.Messages.
 func (s *Store) History(ctx context.Context, uid core.ID, convID string, before, after core.ID, limit int) ([]json.RawMessage, error) {
+	return s.page(ctx, uid, convID, before, after, limit, false)
+}
+
+// page reads up to limit messages of a conversation the caller belongs to,
+// with after < id < before (0: unbounded), newest first or oldest first.
+func (s *Store) page(ctx context.Context, uid core.ID, convID string, before, after core.ID, limit int, oldestFirst bool) ([]json.RawMessage, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -317,8 +323,12 @@ func (s *Store) History(ctx context.Context, uid core.ID, convID string, before,
 		return nil, err
 	}
 	defer it.Close()
+	first, next := it.Last, it.Prev
+	if oldestFirst {
+		first, next = it.First, it.Next
+	}
 	var out []json.RawMessage
-	for ok := it.Last(); ok && len(out) < limit; ok = it.Prev() {
+	for ok := first(); ok && len(out) < limit; ok = next() {
 		raw, err := entryJSON(it, c)
 		if err != nil {
 			return nil, err

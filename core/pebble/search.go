@@ -626,28 +626,7 @@ func (s *Store) Mentions(ctx context.Context, uid core.ID, before core.ID, limit
 
 // HistoryAfter implements core.Finder.
 func (s *Store) HistoryAfter(ctx context.Context, uid core.ID, convID string, after core.ID, limit int) ([]json.RawMessage, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.leave()
-	c, err := s.memberConv(ctx, uid, convID)
-	if err != nil {
-		return nil, err
-	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: msgKey(c, after+1), UpperBound: prefixEnd(msgPrefix(c))})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	var out []json.RawMessage
-	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-		raw, err := entryJSON(it, c)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, raw)
-	}
-	return out, it.Error()
+	return s.page(ctx, uid, convID, 0, after, limit, true)
 }
 
 // IndexBytes estimates the disk space of the search index (postings and
