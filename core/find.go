@@ -45,10 +45,10 @@ func (s *Service) Search(ctx context.Context, se Session, q, conv string, before
 	limit = clampLimit(limit, DefaultSearchLimit, MaxSearchLimit)
 	terms := QueryTerms(q)
 	if len(terms) == 0 {
-		// Punctuation only: it matches nothing, and that is no error.
+		// Punctuation only: it matches nothing, and that is no error; the
+		// store still refuses a conversation the caller is not in.
 		if conv != "" {
-			// Still refuse a conversation the caller is not in.
-			if _, err := s.store.Search(ctx, se.UserID, SearchQuery{Terms: []string{"\x00"}, Conv: conv, Limit: 1}); err != nil {
+			if _, err := s.store.Search(ctx, se.UserID, SearchQuery{Conv: conv}); err != nil {
 				return nil, false, err
 			}
 		}

@@ -131,9 +131,9 @@ func QueryTerms(q string) []string {
 	return out
 }
 
-// SearchQuery asks a store for messages holding every one of Terms, in the
-// caller's conversations (only Conv, if set), with id < Before (0: no
-// bound), newest first.
+// SearchQuery asks a store for messages holding every one of Terms (no
+// terms match nothing), in the caller's conversations (only Conv, if set),
+// with id < Before (0: no bound), newest first.
 type SearchQuery struct {
 	Terms  []string
 	Conv   string

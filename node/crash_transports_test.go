@@ -11,8 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +53,7 @@ func TestCrashTransports(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds and kills the real binary")
 	}
-	crLeakCheck(t)
+	durLeakCheck(t)
 	start := time.Now()
 	seed := *crashSeed
 	if seed == 0 {
@@ -751,68 +749,4 @@ func crWaitFor(t *testing.T, within time.Duration, what string, abort func() str
 		}
 		time.Sleep(5 * time.Millisecond) // polling for a condition
 	}
-}
-
-// crLeakCheck fails the test if goroutines of chatgate (the client package
-// and this test's own included), buntdb, r3labs/sse or gorilla/websocket
-// that were not running when the test started still run after its
-// cleanups (which it runs after, being registered first).
-func crLeakCheck(t *testing.T) {
-	t.Helper()
-	before := map[string]bool{}
-	for _, g := range crGoroutines() {
-		before[crGoroutineID(g)] = true
-	}
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var leaked []string
-			for _, g := range crGoroutines() {
-				if !before[crGoroutineID(g)] {
-					leaked = append(leaked, g)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				sort.Strings(leaked)
-				t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(20 * time.Millisecond) // polling for a condition
-		}
-	})
-}
-
-func crGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "testing.tRunner(") || strings.Contains(g, "testing.(*M).") {
-			continue
-		}
-		for _, pkg := range []string{"github.com/chatgate/chatgate/", "github.com/tidwall/buntdb", "github.com/r3labs/sse",
-			"github.com/gorilla/websocket", "net/http/httptest"} {
-			if strings.Contains(g, pkg) {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
-}
-
-// crGoroutineID is the "goroutine N" of a stack.
-func crGoroutineID(stack string) string {
-	first, _, _ := strings.Cut(stack, "[")
-	return strings.TrimSpace(first)
 }

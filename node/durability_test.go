@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,21 +28,31 @@ import (
 
 // ---- helpers shared by the durability and push tests ----
 
-// durLeakCheck fails the test if goroutines of chatgate, buntdb or
-// httptest that were not running when the test started are still running
-// shortly after its cleanups (which it runs after, being registered first).
+// durLeakCheck fails the test if goroutines of chatgate (the client package
+// and the test's own included), buntdb, r3labs/sse, gorilla/websocket or
+// httptest that were not running when the test started still run shortly
+// after its cleanups (which it runs after, being registered first).
 func durLeakCheck(t *testing.T) {
 	t.Helper()
-	before := len(durGoroutines())
+	before := map[string]bool{}
+	for _, g := range durGoroutines() {
+		before[goroutineID(g)] = true
+	}
 	t.Cleanup(func() {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			now := durGoroutines()
-			if len(now) <= before {
+			var leaked []string
+			for _, g := range durGoroutines() {
+				if !before[goroutineID(g)] {
+					leaked = append(leaked, g)
+				}
+			}
+			if len(leaked) == 0 {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked:\n\n%s", len(now)-before, strings.Join(now, "\n\n"))
+				sort.Strings(leaked)
+				t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 				return
 			}
 			time.Sleep(20 * time.Millisecond) // polling for a condition, not synchronising
@@ -50,7 +61,7 @@ func durLeakCheck(t *testing.T) {
 }
 
 // durGoroutines returns the stacks of the goroutines started by chatgate
-// code, buntdb or httptest; test goroutines themselves are left out.
+// code or the libraries it runs on; test goroutines themselves are left out.
 func durGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	for {
@@ -66,12 +77,21 @@ func durGoroutines() []string {
 		if strings.Contains(g, "testing.tRunner(") || strings.Contains(g, "testing.(*M).") {
 			continue
 		}
-		if strings.Contains(g, "github.com/chatgate/chatgate/") || strings.Contains(g, "github.com/tidwall/buntdb") ||
-			strings.Contains(g, "net/http/httptest") {
-			out = append(out, g)
+		for _, pkg := range []string{"github.com/chatgate/chatgate/", "github.com/tidwall/buntdb", "github.com/r3labs/sse",
+			"github.com/gorilla/websocket", "net/http/httptest"} {
+			if strings.Contains(g, pkg) {
+				out = append(out, g)
+				break
+			}
 		}
 	}
 	return out
+}
+
+// goroutineID is the "goroutine N" of a stack.
+func goroutineID(stack string) string {
+	first, _, _ := strings.Cut(stack, "[")
+	return strings.TrimSpace(first)
 }
 
 // durHTTP returns an HTTP client for many concurrent senders (keep-alive

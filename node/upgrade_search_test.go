@@ -102,26 +102,8 @@ func pvLoad(t *testing.T) pvExpect {
 // pvCopy copies the fixture's data directory into a fresh one.
 func pvCopy(t *testing.T) string {
 	t.Helper()
-	from := filepath.Join(pebbleV1Fixture, "data")
 	to := t.TempDir()
-	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(from, path)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o700)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o600)
-	})
-	require.NoError(t, err)
+	require.NoError(t, os.CopyFS(to, os.DirFS(filepath.Join(pebbleV1Fixture, "data"))))
 	return to
 }
 

@@ -503,19 +503,29 @@ func (s *Store) Search(ctx context.Context, uid core.ID, q core.SearchQuery) ([]
 	slices.SortFunc(hits, func(a, b hit) int { return -cmpID(a.id, b.id) })
 	out := make([]core.Found, 0, len(hits))
 	for _, h := range hits {
-		v, closer, err := s.db.Get(msgKey(h.c, h.id))
-		if err != nil {
-			return nil, fmt.Errorf("message %d: %w", h.id, err)
-		}
-		m, err := decodeRecord(h.c, h.id, v)
-		closer.Close()
+		raw, err := s.messageJSON(h.c, h.id)
 		if err != nil {
 			return nil, err
 		}
-		raw := json.RawMessage(m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID))))
 		out = append(out, core.Found{ConversationID: h.c.String(), Message: raw})
 	}
 	return out, nil
+}
+
+// messageJSON reads message (c, id) with a point lookup, which stops at
+// the first level holding the key (an iterator's seek positions every
+// level), and encodes it for the wire.
+func (s *Store) messageJSON(c conv, id core.ID) (json.RawMessage, error) {
+	v, closer, err := s.db.Get(msgKey(c, id))
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", id, err)
+	}
+	defer closer.Close()
+	m, err := decodeRecord(c, id, v)
+	if err != nil {
+		return nil, err
+	}
+	return m.AppendJSON(make([]byte, 0, 200+len(m.Content)+len(m.ClientMsgID))), nil
 }
 
 func cmpID(a, b core.ID) int {
@@ -585,11 +595,6 @@ func (s *Store) Mentions(ctx context.Context, uid core.ID, before core.ID, limit
 		return nil, err
 	}
 	defer it.Close()
-	msgs, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindMessage}, UpperBound: []byte{kindMessage + 1}})
-	if err != nil {
-		return nil, err
-	}
-	defer msgs.Close()
 	member := map[core.ID]bool{}
 	var out []json.RawMessage
 	for ok := it.Last(); ok && len(out) < limit; ok = it.Prev() {
@@ -615,9 +620,9 @@ func (s *Store) Mentions(ctx context.Context, uid core.ID, before core.ID, limit
 				continue
 			}
 		}
-		raw, err := readJSON(msgs, c, id)
+		raw, err := s.messageJSON(c, id)
 		if err != nil {
-			return nil, fmt.Errorf("mention %d of user %d: %w", id, uid, err)
+			return nil, fmt.Errorf("mention of user %d: %w", uid, err)
 		}
 		out = append(out, raw)
 	}

@@ -194,10 +194,13 @@ func (s *Store) termFreqs(ctx context.Context) *termFreqs {
 	return t
 }
 
-// searchable reports whether terms can match a message: a term core.Terms
-// never makes (empty, or holding NUL, which a text cannot, or the '_' of a
-// conversation id) matches nothing.
+// searchable reports whether terms can match a message: no terms, or a
+// term core.Terms never makes (empty, or holding NUL, which a text cannot,
+// or the '_' of a conversation id), matches nothing.
 func searchable(terms []string) bool {
+	if len(terms) == 0 {
+		return false
+	}
 	for _, t := range terms {
 		if t == "" || !utf8.ValidString(t) || strings.ContainsAny(t, "\x00_"+termSep) {
 			return false
@@ -242,9 +245,6 @@ func (s *Store) Search(ctx context.Context, uid core.ID, q core.SearchQuery) ([]
 	var found []core.Message
 	if q.Limit > 0 && len(convs) > 0 && searchable(q.Terms) {
 		terms := q.Terms
-		if terms == nil {
-			terms = []string{}
-		}
 		ordered, indexed := s.termFreqs(ctx).plan(convs, terms, q.Limit)
 		collect := func(rows pgx.Rows) error {
 			for rows.Next() {

@@ -88,6 +88,7 @@ func testSearchScripts(t *testing.T, e *env) {
 		"nothing":     nil,
 		"hello 채팅":    nil, // every term, and no message holds both
 		"東京 tokyo":    nil,
+		"?!":          nil,        // no terms: nothing matches
 		"ＨＥＬＬＯ":       ids(hello), // full-width folds to ASCII
 		"world hello": ids(hello),
 	} {

@@ -518,24 +518,7 @@ func hashTree(dir string) (map[string]string, int64) {
 // copyTree copies the regular files under from (their bytes: a file
 // preallocated on disk copies as what was written) into to.
 func copyTree(from, to string) {
-	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(from, path)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	check(err, "copy "+from)
+	check(os.CopyFS(to, os.DirFS(from)), "copy "+from)
 }
 
 func fileSHA256(path string) string {
